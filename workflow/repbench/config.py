@@ -1,0 +1,216 @@
+"""Configuration: validation against the JSON Schema, then resolution into model instances and jobs.
+
+``validate_config`` fills defaults and checks types with ``snakemake.utils.validate`` (the schema lives in
+``workflow/schemas/config.schema.yaml``); ``resolve`` adds the checks a schema cannot express (unknown
+dataset references, case-insensitive name clashes, ...) and expands ``revisions`` into one model instance
+per revision, named ``MODEL@REVISION``. Both raise :class:`ConfigError` naming the offending key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key (e.g. ``models.tiny.source``)."""
+
+
+@dataclass(frozen=True)
+class ModelInstance:
+    """One model at one revision: the unit of extraction (a slug ``name`` used in paths)."""
+
+    name: str
+    base: str
+    spec: dict = field(hash=False, compare=False)
+    revision: str | None = None
+    step: int | None = None
+
+
+def _key_path(error) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def _duplicate_key_loader():
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(
+                    f"config key {key!r} appears twice (line {key_node.start_mark.line + 1}); "
+                    "each model and dataset name must be unique"
+                )
+            seen.add(key)
+        return loader.construct_mapping(node, deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Load a YAML config, refusing duplicate keys (PyYAML would silently keep the last one)."""
+    with open(path) as f:
+        data = yaml.load(f, Loader=_duplicate_key_loader())
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def validate_config(config: dict) -> dict:
+    """Validate ``config`` in place against the schema (filling defaults) and return it.
+
+    Uses ``snakemake.utils.validate``; its error is re-raised as :class:`ConfigError` naming the key path.
+    """
+    import jsonschema
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(SCHEMA_PATH), set_default=True)
+    except Exception as exc:  # snakemake wraps the jsonschema error in a WorkflowError
+        cause = exc if isinstance(exc, jsonschema.ValidationError) else _find_validation_error(exc)
+        if cause is None:
+            raise
+        raise ConfigError(f"invalid config at `{_key_path(cause)}`: {cause.message}") from None
+    return config
+
+
+def _find_validation_error(exc: BaseException):
+    import jsonschema
+
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, jsonschema.ValidationError):
+            return e
+        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+        for nxt in (e.__cause__, e.__context__):
+            if nxt is not None:
+                stack.append(nxt)
+    return None
+
+
+def _revision_entries(spec: dict) -> list[tuple[str | None, int | None]]:
+    revisions = spec.get("revisions")
+    if not revisions:
+        return [(None, None)]
+    entries = []
+    for rev in revisions:
+        if isinstance(rev, str):
+            entries.append((rev, None))
+        else:
+            entries.append((rev["name"], rev.get("step")))
+    return entries
+
+
+def model_instances(config: dict) -> list[ModelInstance]:
+    """Expand every model entry into its instances (one per revision), in config order."""
+    instances = []
+    for base, spec in config["models"].items():
+        for rev, step in _revision_entries(spec):
+            name = base if rev is None else f"{base}@{_slug(rev, f'models.{base}.revisions')}"
+            instances.append(ModelInstance(name=name, base=base, spec=spec, revision=rev, step=step))
+    return instances
+
+
+def _slug(text: str, key: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text) or "__" in text:
+        raise ConfigError(
+            f"invalid config at `{key}`: revision {text!r} is not usable in a path "
+            "(letters, digits, '.', '_', '-'; no '__')"
+        )
+    return text
+
+
+def datasets_for(instance: ModelInstance, config: dict) -> list[str]:
+    """Datasets a model instance runs on: its ``datasets`` list, else every dataset of its modality."""
+    wanted = instance.spec.get("datasets")
+    modality = instance.spec.get("modality", "text")
+    names = wanted if wanted is not None else list(config["datasets"])
+    return [d for d in names if config["datasets"][d].get("modality", "text") == modality]
+
+
+def resolve(config: dict) -> list[ModelInstance]:
+    """Semantic checks beyond the schema; returns the model instances. Raises :class:`ConfigError`."""
+    for kind in ("models", "datasets"):
+        seen: dict[str, str] = {}
+        for name in config[kind]:
+            low = name.lower()
+            if low in seen:
+                raise ConfigError(
+                    f"invalid config at `{kind}.{name}`: clashes with `{kind}.{seen[low]}` on a "
+                    "case-insensitive file system; rename one of them"
+                )
+            seen[low] = name
+    for base, spec in config["models"].items():
+        for d in spec.get("datasets") or []:
+            if d not in config["datasets"]:
+                raise ConfigError(
+                    f"invalid config at `models.{base}.datasets`: unknown dataset {d!r} "
+                    f"(known: {', '.join(config['datasets'])})"
+                )
+        if spec.get("revisions") and spec["source"] not in ("hf", "local"):
+            raise ConfigError(
+                f"invalid config at `models.{base}.revisions`: revisions need source hf or local "
+                f"(got {spec['source']!r})"
+            )
+        if spec["source"] == "local" and spec.get("revisions") and "{revision}" not in spec["path"]:
+            raise ConfigError(
+                f"invalid config at `models.{base}.path`: with revisions, the path must contain "
+                "'{revision}' so each revision has its own directory"
+            )
+    instances = model_instances(config)
+    names = [i.name for i in instances]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"invalid config at `models`: duplicate model instance(s) {dupes}")
+    pooling = config["figures"]["pooling"]
+    if pooling not in config["extract"]["poolings"]:
+        raise ConfigError(
+            f"invalid config at `figures.pooling`: {pooling!r} is not among extract.poolings "
+            f"{config['extract']['poolings']}"
+        )
+    for inst in instances:
+        if not datasets_for(inst, config):
+            raise ConfigError(
+                f"invalid config at `models.{inst.base}`: no dataset of modality "
+                f"{inst.spec.get('modality', 'text')!r} to run on"
+            )
+    return instances
+
+
+def load_config(path: str | Path) -> tuple[dict, list[ModelInstance]]:
+    """Load, validate and resolve a config file: ``(config with defaults, model instances)``."""
+    config = validate_config(load_yaml(path))
+    return config, resolve(config)
+
+
+def canonical(obj: Any) -> Any:
+    """``obj`` with every mapping's keys sorted, recursively.
+
+    Snakemake decides reruns by comparing ``params`` as text, so params must not depend on the order in which
+    keys were written in the YAML file; a reordered config then reruns nothing.
+    """
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of a JSON-able object (config slices recorded in outputs)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
