@@ -1,0 +1,80 @@
+"""Docs, schema, environments and packaging stay in sync."""
+
+import re
+import tomllib
+
+import yaml
+from conftest import ROOT
+
+
+def schema_keys(schema: dict, prefix: str = "") -> set[str]:
+    """Dotted key paths of every property in the schema (through $defs references)."""
+    defs = schema.get("$defs", {})
+    keys = set()
+
+    def walk(node: dict, path: str) -> None:
+        if "$ref" in node:
+            node = defs[node["$ref"].split("/")[-1]]
+        for name, sub in node.get("properties", {}).items():
+            full = f"{path}.{name}" if path else name
+            keys.add(full)
+            walk(sub, full)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            walk(extra, f"{path}.NAME")
+
+    walk(schema, prefix)
+    return keys
+
+
+def test_every_schema_key_is_documented():
+    """Each key path, or a suffix of it (``geometry.seed`` for ``metrics.geometry.seed``), is named in the docs."""
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    doc = re.sub(r"```.*?```", "", (ROOT / "config" / "README.md").read_text(), flags=re.S)  # drop code blocks
+    tokens = set(re.findall(r"`([^`]+)`", doc))
+
+    def documented(key: str) -> bool:
+        parts = key.split(".")
+        suffixes = {".".join(parts[i:]) for i in range(len(parts))} - {"NAME"}
+        return any(t == s or t.startswith(s + ".") for t in tokens for s in suffixes)
+
+    missing = [k for k in sorted(schema_keys(schema)) if not documented(k)]
+    assert not missing, f"keys not documented in config/README.md: {missing}"
+
+
+def test_schema_defaults_match_the_documentation():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    doc = (ROOT / "config" / "README.md").read_text()
+    for name, spec in schema["$defs"]["model"]["properties"].items():
+        if "default" in spec and not isinstance(spec["default"], dict):
+            default = str(spec["default"]).lower()
+            row = re.search(rf"^\| `{name}` \| (.*?) \|", doc, re.M)
+            assert row and default in row.group(1).lower(), (name, default)
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!\[ ;]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+CONDA_NAMES = {"pytorch": "torch"}
+
+
+def conda_names(path) -> set[str]:
+    deps = yaml.safe_load(path.read_text())["dependencies"]
+    names = {re.split(r"[<>=! ]", d, maxsplit=1)[0] for d in deps if isinstance(d, str)}
+    return {CONDA_NAMES.get(n, n) for n in names} - {"python", "pip"}
+
+
+def test_conda_envs_mirror_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert conda_names(ROOT / "envs" / "repbench.yaml") == requirement_names(project["dependencies"])
+    assert conda_names(ROOT / "envs" / "test.yaml") == requirement_names(project["optional-dependencies"]["test"])
+
+
+def test_every_rule_has_log_benchmark_threads_resources():
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        text = smk.read_text()
+        for rule in re.split(r"^rule ", text, flags=re.M)[1:]:
+            name = rule.split(":")[0]
+            for directive in ("log:", "benchmark:", "threads:", "resources:", "conda:"):
+                assert directive in rule, f"rule {name} in {smk.name} lacks {directive}"
