@@ -36,7 +36,8 @@ Deliberate differences from the peers (scikit-dimension 0.5.0, DADApy 0.3.4)
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
