@@ -2,6 +2,9 @@
 
 ``trust_remote_code`` is off unless the model entry turns it on; weights load from safetensors only unless
 ``use_safetensors: false``; random-init baselines are built with ``AutoModel.from_config`` under a fixed seed.
+
+Text models come with their tokenizer, vision models (``modality: vision``) with their image processor
+(see :mod:`repbench.models.vision`); a dual encoder such as CLIP contributes its vision tower.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ class ModelLoadError(RuntimeError):
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: object  # None for vision models
     provenance: dict
+    image_processor: object = None  # None for text models
+    modality: str = "text"
 
 
 def package_dir(package: str, subdir: str = "model") -> Path:
@@ -53,8 +58,8 @@ def _source_location(spec: dict, revision: str | None) -> tuple[str, str | None]
     raise ValueError(f"no location for source {source!r}")
 
 
-def _tokenizer_location(spec: dict, revision: str | None) -> tuple[str, str | None]:
-    tok = spec.get("tokenizer")
+def _tokenizer_location(spec: dict, revision: str | None, key: str = "tokenizer") -> tuple[str, str | None]:
+    tok = spec.get(key)
     if tok is None:
         return _source_location(spec, revision)
     if tok.startswith("package:"):
@@ -94,14 +99,14 @@ def load_tokenizer(name: str, spec: dict, revision: str | None = None):
     return tok
 
 
-def build_random(spec: dict, vocab_size: int) -> torch.nn.Module:
+def build_random(spec: dict, vocab_size: int | None) -> torch.nn.Module:
     """``AutoModel.from_config(AutoConfig.for_model(architecture, **config))`` under ``torch.manual_seed(seed)``.
 
-    The vocabulary size follows the tokenizer unless the config overrides it.
+    The vocabulary size follows the tokenizer unless the config overrides it (vision models have none).
     """
     from transformers import AutoConfig, AutoModel
 
-    overrides = {"vocab_size": vocab_size, **spec.get("config", {})}
+    overrides = {**({"vocab_size": vocab_size} if vocab_size is not None else {}), **spec.get("config", {})}
     config = AutoConfig.for_model(spec["architecture"], **overrides)
     devices = []  # fork the RNG so building a model never perturbs the caller's stream
     with torch.random.fork_rng(devices=devices):
@@ -110,15 +115,38 @@ def build_random(spec: dict, vocab_size: int) -> torch.nn.Module:
     return model
 
 
+def load_image_processor(name: str, spec: dict, model: torch.nn.Module, revision: str | None = None):
+    """The image processor of a vision model: ``image_processor`` as a hub id / directory / ``package:NAME``,
+    as a mapping of processor options (built offline with the class transformers maps the model type to), or
+    absent: the model's own (hub, local, package) or, for ``random``, the default processor of its type sized
+    to the config's ``image_size``."""
+    from transformers import AutoImageProcessor
+
+    from .vision import build_processor
+
+    option = spec.get("image_processor")
+    if isinstance(option, dict) or (option is None and spec["source"] == "random"):
+        return build_processor(model.config.model_type, option or {}, getattr(model.config, "image_size", None))
+    location, rev = _tokenizer_location(spec, revision, key="image_processor")
+    try:
+        return AutoImageProcessor.from_pretrained(
+            location, revision=rev, trust_remote_code=spec.get("trust_remote_code", False)
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"{_hint(name, spec)} (image processor from {location!r}: {exc})") from exc
+
+
 def load_model(name: str, spec: dict, revision: str | None = None) -> LoadedModel:
-    """Load model instance ``name`` (eval mode, float32 on CPU) with its tokenizer and provenance."""
+    """Load model instance ``name`` (eval mode, float32 on CPU) with its tokenizer or image processor and
+    provenance."""
     from transformers import AutoModel
 
-    tokenizer = load_tokenizer(name, spec, revision)
-    provenance: dict = {"source": spec["source"], "revision": revision or ""}
+    modality = spec.get("modality", "text")
+    tokenizer = load_tokenizer(name, spec, revision) if modality == "text" else None
+    provenance: dict = {"source": spec["source"], "revision": revision or "", "modality": modality}
     if spec["source"] == "random":
         try:
-            model = build_random(spec, vocab_size=len(tokenizer))
+            model = build_random(spec, vocab_size=len(tokenizer) if tokenizer is not None else None)
         except Exception as exc:
             raise ModelLoadError(
                 f"could not build random-init model {name!r} (architecture {spec['architecture']!r}, "
@@ -141,7 +169,23 @@ def load_model(name: str, spec: dict, revision: str | None = None) -> LoadedMode
             location=location,
             resolved_commit=getattr(model.config, "_commit_hash", None) or "",
         )
+    image_processor = None
+    if modality == "vision":
+        from .vision import vision_tower
+
+        model = vision_tower(model)
+        image_processor = load_image_processor(name, spec, model, revision)
+        provenance["image_processor"] = type(image_processor).__name__
+        provenance["image_processor_config"] = _jsonable(image_processor.to_dict())
     model.eval()
     provenance["model_type"] = model.config.model_type
     provenance["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
-    return LoadedModel(model=model, tokenizer=tokenizer, provenance=provenance)
+    return LoadedModel(model=model, tokenizer=tokenizer, provenance=provenance, image_processor=image_processor,
+                       modality=modality)
+
+
+def _jsonable(obj):
+    """``obj`` with everything JSON cannot hold turned into strings (for store attributes)."""
+    import json
+
+    return json.loads(json.dumps(obj, default=str))
