@@ -163,18 +163,18 @@ RESUME_SCRIPT = """
 import sys, time
 sys.path.insert(0, {workflow!r})
 import repbench.extract as ex
-real = ex._run_chunk
+real = ex.TextFeed.prepare
 def slow(*a, **k):
     time.sleep(0.3)
     return real(*a, **k)
-ex._run_chunk = slow
+ex.TextFeed.prepare = slow
 ex.extract(model_name="tiny", model_spec={spec!r}, revision=None, dataset_name="docs", dataset_spec={dataset!r},
            options={options!r}, output={out!r}, partial_root={partial!r}, progress=False)
 """
 
 
 def test_killed_extraction_resumes_to_identical_store(tmp_path):
-    options = dict(OPTIONS, chunk_mb=0.0005)  # 4 samples per chunk → 6 chunks
+    options = dict(OPTIONS, chunk_mb=0.0005, unit_mb=1e-6)  # 4 samples per chunk → 6 chunks, one unit each
     reference = run_extract(tmp_path / "ref", options=options)
     out, partial = tmp_path / "acts" / "tiny.zarr", tmp_path / "partial"
     script = RESUME_SCRIPT.format(workflow=str(ROOT / "workflow"), spec=TINY_BERT, dataset=DATASET,
@@ -198,14 +198,212 @@ def test_killed_extraction_resumes_to_identical_store(tmp_path):
     import repbench.extract as ex
 
     calls = []
-    real = ex._run_chunk
+    real = ex.TextFeed.prepare
     try:
-        ex._run_chunk = lambda *a, **k: calls.append(1) or real(*a, **k)
+        ex.TextFeed.prepare = lambda *a, **k: calls.append(1) or real(*a, **k)
         run_extract(tmp_path, options=options)
     finally:
-        ex._run_chunk = real
+        ex.TextFeed.prepare = real
     assert len(calls) == 6 - len(done_before)
     a, b = xr.open_zarr(reference), xr.open_zarr(out)
     for p in OPTIONS["poolings"]:
         np.testing.assert_array_equal(a[p].values, b[p].values)
     assert a.attrs["config_hash"] == b.attrs["config_hash"]
+
+
+# ------------------------------------------------------------------- speed paths (checked on CPU)
+from repbench.extract import (  # noqa: E402
+    GpuSlot,
+    TextFeed,
+    acquire_gpu_slot,
+    gpu_lock_dir,
+    is_causal,
+    plan_units,
+    prepare_model,
+    run_extraction,
+    unit_plan,
+)
+
+
+def tiny(architecture, **extra):
+    return dict(TINY_BERT, architecture=architecture, config={**TINY_BERT["config"], **extra})
+
+
+@pytest.mark.parametrize("architecture,extra,causal", [
+    ("bert", {}, False), ("gpt_neox", {}, True), ("llama", {"num_key_value_heads": 1}, True),
+])
+def test_causal_probe(architecture, extra, causal):
+    model = load_model("t", tiny(architecture, **extra)).model
+    assert is_causal(model, torch.device("cpu"), model.config.vocab_size) is causal
+
+
+@pytest.mark.parametrize("architecture,extra", [("gpt_neox", {}), ("llama", {"num_key_value_heads": 1})])
+def test_causal_models_without_padding_mask_equal_masked(architecture, extra):
+    """Right padding cannot reach real tokens of a causal model: dropping the mask changes nothing real."""
+    loaded = load_model("t", tiny(architecture, **extra))
+    enc = loaded.tokenizer(["hello world this is", "a b", "one two three four five six"])["input_ids"]
+    ids, mask = pad_batch(enc, loaded.tokenizer.pad_token_id, "right")
+    pooler = LayerPooler(loaded.model, ["mean", "last", "first"])
+    masked = pooler(ids, mask)
+    pooler.pass_mask = False
+    free = pooler(ids, mask)
+    pooler.remove()
+    for p in masked:
+        torch.testing.assert_close(free[p], masked[p], rtol=1e-5, atol=1e-6)
+
+
+def test_plan_batches_limits_padding_waste():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(16, 513, size=2000)
+    plain = plan_batches(lengths, 65536, 1024, None, max_waste=1.0)
+    tight = plan_batches(lengths, 65536, 1024, None)
+
+    def waste(batches):
+        return 1 - sum(lengths[b].sum() for b in batches) / sum(len(b) * lengths[b].max() for b in batches)
+
+    assert waste(tight) < 0.06 < waste(plain)
+    for plan in (plain, tight):
+        assert sorted(np.concatenate(plan).tolist()) == list(range(2000))
+        assert all(len(b) * lengths[b].max() <= 65536 for b in plan)
+    assert all(len(b) * lengths[b].max() >= 16384 or lengths[b].min() >= 0.95 * lengths[b].max() or b is tight[-1]
+               for b in tight)
+
+
+def test_units_cover_every_chunk_once_and_taper():
+    for n_chunks, unit in [(32, 11), (41, 7), (6, 1), (1, 1), (3, 3), (100, 100)]:
+        units = plan_units(n_chunks, unit)
+        assert [c for c0, c1 in units for c in range(c0, c1)] == list(range(n_chunks))
+        assert all(c1 - c0 <= unit for c0, c1 in units) and units[-1][1] - units[-1][0] == 1
+    assert plan_units(32, 11) == [(0, 11), (11, 22), (22, 27), (27, 30), (30, 31), (31, 32)]
+    # at least three units when there are enough chunks; no more than unit_mb of output each
+    assert unit_plan(4096, 128, 17, 2048, 1, 256, 1 << 20) == 11
+    assert unit_plan(100_000, 128, 17, 2048, 1, 256, 1 << 20) == 15
+
+
+class OOMAbove:
+    """A pooler stand-in that raises CUDA OOM for batches above ``limit`` padded tokens (counts the calls)."""
+
+    def __init__(self, pooler, limit):
+        self.pooler, self.limit, self.calls, self.ooms = pooler, limit, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.pooler, name)
+
+    def __call__(self, input_ids, attention_mask):
+        self.calls += 1
+        if input_ids.numel() > self.limit:
+            self.ooms += 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.pooler(input_ids, attention_mask)
+
+
+def test_oom_backoff_is_adaptive_and_exact(tmp_path):
+    loaded = load_model("t", TINY_BERT)
+    pooler, _ = prepare_model(loaded, {"poolings": ["mean", "last"]}, torch.device("cpu"), torch.float32)
+    samples = load_samples("docs", dict(DATASET, n_samples=96))
+    feed = TextFeed(loaded.tokenizer, samples.texts, 24)
+    kwargs = dict(feed=feed, sample_ids=samples.ids, model_name="t", options={"poolings": ["mean", "last"]},
+                  device=torch.device("cpu"), chunk=16, unit_chunks=2, token_budget=4096, progress=False)
+    ref = run_extraction(pooler=pooler, **kwargs)
+    flaky = OOMAbove(pooler, limit=100)
+    stats = run_extraction(pooler=flaky, **kwargs)
+    assert ref.oom_backoffs == 0 and stats.oom_backoffs == flaky.ooms
+    # the cap learnt from the first OOMs applies to later batches: far fewer OOMs than units × halvings
+    assert 1 <= flaky.ooms <= 4 and stats.token_cap <= 100
+    assert stats.samples == ref.samples == 96 and stats.tokens == ref.tokens
+    pooler.remove()
+
+
+def test_oom_backoff_results_equal(tmp_path):
+    import repbench.extract as ex
+
+    ref = run_extract(tmp_path / "a")
+    real = ex.LayerPooler.__call__
+    seen = {"ooms": 0}
+
+    def flaky(self, input_ids=None, attention_mask=None, **kw):
+        if input_ids is not None and input_ids.numel() > 60:
+            seen["ooms"] += 1
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(self, input_ids, attention_mask, **kw)
+
+    ex.LayerPooler.__call__ = flaky
+    try:
+        out = run_extract(tmp_path / "b")
+    finally:
+        ex.LayerPooler.__call__ = real
+    assert seen["ooms"] >= 1
+    a, b = xr.open_zarr(ref), xr.open_zarr(out)
+    for p in OPTIONS["poolings"]:
+        np.testing.assert_allclose(a[p].values, b[p].values, rtol=1e-5, atol=1e-6)
+
+
+def test_inputs_are_prepared_in_a_background_thread():
+    import threading
+
+    loaded = load_model("t", TINY_BERT)
+    pooler, _ = prepare_model(loaded, {"poolings": ["mean"]}, torch.device("cpu"), torch.float32)
+    samples = load_samples("docs", DATASET)
+    threads = []
+
+    class Spy(TextFeed):
+        def encode(self, lo, hi):
+            threads.append(threading.current_thread().name)
+            return super().encode(lo, hi)
+
+    run_extraction(pooler=pooler, feed=Spy(loaded.tokenizer, samples.texts, 24), sample_ids=samples.ids,
+                   model_name="t", options={"poolings": ["mean"]}, device=torch.device("cpu"), chunk=4,
+                   unit_chunks=2, progress=False)
+    pooler.remove()
+    assert threads and all(t.startswith("repbench-prefetch") for t in threads)
+
+
+def test_gpu_slot_allocator_with_fake_devices(tmp_path):
+    devices = ["GPU-aaaa", "GPU-bbbb"]
+    a = acquire_gpu_slot(tmp_path, devices, wait=False)
+    b = acquire_gpu_slot(tmp_path, devices, wait=False)
+    assert (a.index, b.index) == (0, 1)
+    assert acquire_gpu_slot(tmp_path, devices, wait=False) is None  # both taken
+    a.release()
+    c = acquire_gpu_slot(tmp_path, devices, wait=False)
+    assert isinstance(c, GpuSlot) and c.index == 0
+    b.release(), c.release()
+    # a killed holder frees its GPU: the kernel drops flock locks of dead processes
+    holder = subprocess.Popen([sys.executable, "-c", (
+        f"import sys, time; sys.path.insert(0, {str(ROOT / 'workflow')!r})\n"
+        "from repbench.extract import acquire_gpu_slot\n"
+        f"s = acquire_gpu_slot({str(tmp_path)!r}, {devices!r}, wait=False)\n"
+        "print(s.index, flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "0"
+    assert acquire_gpu_slot(tmp_path, devices, wait=False).index == 1
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with acquire_gpu_slot(tmp_path, devices, wait=False) as slot:
+        assert slot.index == 0
+
+
+def test_gpu_lock_dir_is_under_results_partial():
+    assert gpu_lock_dir("results/.partial/activations/docs").as_posix() == "results/.partial/gpus"
+
+
+def test_extraction_without_writer_leaves_no_store(tmp_path):
+    loaded = load_model("t", TINY_BERT)
+    pooler, info = prepare_model(loaded, {"poolings": ["mean"]}, torch.device("cpu"), torch.float32)
+    samples = load_samples("docs", DATASET)
+    stats = run_extraction(pooler=pooler, feed=TextFeed(loaded.tokenizer, samples.texts, 24), sample_ids=samples.ids,
+                           model_name="t", options={"poolings": ["mean"]}, device=torch.device("cpu"), chunk=8,
+                           unit_chunks=1, group=None, progress=False)
+    pooler.remove()
+    assert stats.samples == 24 and stats.units == 3 and stats.tokens > 0 and info["attention"] == "padding mask"
+
+
+def test_throughput_benchmark_smoke():
+    """The GPU benchmark runs on a CPU with --tiny and prints its one line per model in the agreed format."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "extract_throughput.py"), "--tiny",
+                           "--models", "tiny-a", "--n-seqs", "48"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import re
+
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("extract: ")]
+    pattern = r"extract: model=tiny-a tok_s=[0-9.]+ mfu=[0-9.]+ ratio_vs_naive=[0-9.]+ write_overhead=-?[0-9.]+"
+    assert lines and all(re.fullmatch(pattern, ln) for ln in lines), proc.stdout[-2000:]
