@@ -38,6 +38,7 @@ import torch
 SPACES = ("cosine", "euclidean")
 DEFAULT_BUDGET_BYTES = 256 * 2**20
 _FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+_CPU_TILE_BYTES = 2 * 2**20
 
 
 def knn(X, kmax: int, space: str = "cosine", block_size: int | None = None, device=None,
@@ -68,7 +69,7 @@ def knn(X, kmax: int, space: str = "cosine", block_size: int | None = None, devi
     margin = max(16, kmax // 4)
     n_candidates = min(kmax + margin, n - 1)
     if block_size is None:
-        block_size = _block_size_from_budget(n, d, n_candidates, budget_bytes)
+        block_size = _block_size_from_budget(n, n_candidates, budget_bytes - _tile_bytes(device, budget_bytes))
     if block_size < 1:
         raise ValueError(f"block_size must be ≥ 1, got {block_size}")
 
@@ -248,18 +249,20 @@ def _exact_top_k(rows, cand, exact_t, space, kmax, budget_bytes):
     """
     b, c = cand.shape
     d = exact_t.shape[1]
-    tile_bytes = budget_bytes // 3 if cand.device.type == "cuda" else min(budget_bytes // 3, 32 * 2**20)
-    tile_elems = max(1, tile_bytes // (8 * d))
-    col_chunk = max(1, min(c, tile_elems))
-    row_chunk = max(1, min(b, tile_elems // col_chunk))
+    tile_bytes = _tile_bytes(cand.device, budget_bytes)
+    tile_elems = max(d, tile_bytes // 8)
+    col_chunk = max(1, min(c, tile_elems // d))
+    row_chunk = max(1, min(b, tile_elems // (col_chunk * d)))
     queries = torch.index_select(exact_t, 0, rows)
     dist = torch.empty((b, c), dtype=torch.float64, device=cand.device)
+    work = torch.empty(row_chunk * col_chunk * d, dtype=torch.float64, device=cand.device)
     for r0 in range(0, b, row_chunk):
         for c0 in range(0, c, col_chunk):
             tile = cand[r0:r0 + row_chunk, c0:c0 + col_chunk]
-            points = torch.index_select(exact_t, 0, tile.reshape(-1)).view(*tile.shape, d)
-            dist[r0:r0 + row_chunk, c0:c0 + col_chunk] = _exact_distances_t(queries[r0:r0 + row_chunk], points,
-                                                                             space, overwrite=True)
+            points = work[:tile.numel() * d].view(tile.numel(), d)
+            torch.index_select(exact_t, 0, tile.reshape(-1), out=points)
+            dist[r0:r0 + row_chunk, c0:c0 + col_chunk] = _exact_distances_t(
+                queries[r0:r0 + row_chunk], points.view(*tile.shape, d), space, overwrite=True)
     best_idx, best_dist = _merge_sorted(cand, dist, kmax)
     return best_idx.to(torch.int32), best_dist
 
@@ -272,13 +275,19 @@ def _merge_sorted(idx, dist, kmax):
     return idx.gather(1, by_dist), dist.gather(1, by_dist)
 
 
-def _block_size_from_budget(n, d, n_candidates, budget_bytes) -> int:
-    """Rows per block so that the block's working set fits the budget.
+def _tile_bytes(device, budget_bytes) -> int:
+    """Working space of the exact step: a third of the budget on CUDA; on CPU at most ``_CPU_TILE_BYTES`` so
+    that a tile's gather, subtraction, squaring and summation passes stay in the core's cache."""
+    return budget_bytes // 3 if device.type == "cuda" else min(budget_bytes // 3, _CPU_TILE_BYTES)
 
-    Per query row: approx distances (4N) + topk scratch (~8N) + gathered candidates and their difference in
-    float64 (2·8·m·D).
+
+def _block_size_from_budget(n, n_candidates, budget_bytes) -> int:
+    """Rows per block so that the block's search working set fits ``budget_bytes``.
+
+    Per query row: approx distances (4N) + topk scratch (~8N) + candidate distances (8·m). The exact step
+    works in separate, bounded tiles (``_tile_bytes``).
     """
-    per_row = 12 * n + 16 * n_candidates * d + 64
+    per_row = 12 * n + 8 * n_candidates + 64
     return int(max(1, min(n, budget_bytes // per_row)))
 
 
