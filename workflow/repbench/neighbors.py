@@ -31,6 +31,7 @@ float32 and float64 on the device.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -68,8 +69,12 @@ def knn(X, kmax: int, space: str = "cosine", block_size: int | None = None, devi
     device = _resolve_device(device)
     margin = max(16, kmax // 4)
     n_candidates = min(kmax + margin, n - 1)
+    workers = torch.get_num_threads() if device.type == "cpu" else 1
+    worker_budget = max(1, budget_bytes // workers)
     if block_size is None:
-        block_size = _block_size_from_budget(n, n_candidates, budget_bytes - _tile_bytes(device, budget_bytes))
+        block_size = _block_size_from_budget(n, n_candidates, worker_budget - _tile_bytes(device, worker_budget))
+        if workers > 1:  # enough blocks to keep every worker busy
+            block_size = min(block_size, max(64, -(-n // (4 * workers))))
     if block_size < 1:
         raise ValueError(f"block_size must be ≥ 1, got {block_size}")
 
@@ -80,13 +85,21 @@ def knn(X, kmax: int, space: str = "cosine", block_size: int | None = None, devi
 
     indices = np.empty((n, kmax), dtype=np.int32)
     distances = np.empty((n, kmax), dtype=np.float32)
+
+    def run_block(start):
+        rows = torch.arange(start, min(start + block_size, n), device=device)
+        idx, dist = _knn_block(rows, exact_t, search_t, sq_norms_t, space, kmax, n_candidates,
+                               error_bound, worker_budget)
+        indices[start:start + len(rows)] = idx.cpu().numpy()
+        distances[start:start + len(rows)] = dist.to(torch.float32).cpu().numpy()
+
+    starts = range(0, n, block_size)
     with _highest_float32_matmul_precision():
-        for start in range(0, n, block_size):
-            rows = torch.arange(start, min(start + block_size, n), device=device)
-            idx, dist = _knn_block(rows, exact_t, search_t, sq_norms_t, space, kmax, n_candidates,
-                                   error_bound, budget_bytes)
-            indices[start:start + len(rows)] = idx.cpu().numpy()
-            distances[start:start + len(rows)] = dist.to(torch.float32).cpu().numpy()
+        if workers > 1 and len(starts) > 1:
+            _run_single_threaded_workers(run_block, starts, workers)
+        else:
+            for start in starts:
+                run_block(start)
     return indices, distances
 
 
@@ -289,6 +302,23 @@ def _block_size_from_budget(n, n_candidates, budget_bytes) -> int:
     """
     per_row = 12 * n + 8 * n_candidates + 64
     return int(max(1, min(n, budget_bytes // per_row)))
+
+
+def _run_single_threaded_workers(fn, items, workers):
+    """``fn(item)`` for every item on ``workers`` Python threads, each running torch single-threaded.
+
+    On a CPU the blocks are independent, so one block per core (GEMM, top-k and exact step each on one
+    thread, the GIL released inside torch) beats torch's intra-op parallelism: no fork/join barrier per
+    small operation, and a core taken by another process only slows its own block instead of stalling
+    every operation. torch's thread count is restored afterwards.
+    """
+    saved = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            for future in [pool.submit(fn, item) for item in items]:
+                future.result()
+    finally:
+        torch.set_num_threads(saved)
 
 
 def _resolve_device(device) -> torch.device:
