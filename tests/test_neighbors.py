@@ -133,3 +133,23 @@ def test_errors():
         knn(X, 3, "manhattan")
     with pytest.raises(ValueError, match="2-D"):
         knn(X[0], 3)
+
+
+def test_cpu_workers_match_serial_and_restore_thread_count():
+    """Blocks run on single-threaded workers on CPU: same result as one thread, torch's thread count restored."""
+    import torch
+    X = data_with_ties(np.random.default_rng(8), n=500, d=12)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        parallel = knn(X, 7, "euclidean", block_size=40, device="cpu")
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        serial = knn(X, 7, "euclidean", block_size=40, device="cpu")
+    finally:
+        torch.set_num_threads(saved)
+    np.testing.assert_array_equal(parallel[0], serial[0])
+    np.testing.assert_array_equal(parallel[1], serial[1])
+    expected = brute_force_knn(X, 7, "euclidean")
+    np.testing.assert_array_equal(parallel[0], expected[0])
+    np.testing.assert_array_equal(parallel[1], expected[1])

@@ -24,8 +24,10 @@ Algorithm (per block of B query rows; memory O(B·N), never N×N)
     fixed order, so they are bitwise identical on CPU and CUDA.
 
 Complexity: O(N²·D) float32 flops (one GEMM per block) + O(N·(kmax + a few)·D) float64 for the exact
-re-ranking; memory ≈ ``budget_bytes`` (default 256 MB) for the working set of one block, plus the input in
-float32 and float64 on the device.
+re-ranking; memory ≈ ``budget_bytes`` (default 256 MB) for the working set of the blocks in flight, plus the
+input in float32 and float64 on the device. On CPU the blocks run on ``torch.get_num_threads()`` single-threaded
+workers and the exact step works in cache-sized tiles; neither changes any result (each row's answer does not
+depend on the block it is in).
 """
 
 from __future__ import annotations
