@@ -76,6 +76,20 @@ class DatasetError(ValueError):
     """A dataset cannot deliver what its config entry asks for."""
 
 
+def jsonl_records(path):
+    """``(line number, object)`` for every non-empty line of a JSON-lines file; bad JSON names file and line."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+
+
 def digest_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

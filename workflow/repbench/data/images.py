@@ -7,12 +7,11 @@ extraction's background thread) or ``(H, W, 3)`` uint8 arrays.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from . import DatasetError, digest_bytes
+from . import DatasetError, digest_bytes, jsonl_records
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -63,28 +62,21 @@ def jsonl(spec: dict, modality: str):
     root = Path(spec.get("image_root") or path.parent)
     text_field, image_field, id_field = spec.get("text_field", "text"), spec.get("image_field", "image"), spec.get("id_field")
     ids, texts, images, digests = [], [], [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            if image_field not in record:
-                raise DatasetError(f"{path}:{n}: missing image field {image_field!r}")
-            if modality == "paired" and text_field not in record:
-                raise DatasetError(f"{path}:{n}: missing text field {text_field!r} (paired data needs a caption)")
-            if id_field and id_field not in record:
-                raise DatasetError(f"{path}:{n}: missing id field {id_field!r}")
-            image = Path(str(record[image_field]))
-            image = image if image.is_absolute() else root / image
-            if not image.is_file():
-                raise DatasetError(f"{path}:{n}: image {str(image)!r} does not exist")
-            ids.append(str(record[id_field]) if id_field else f"line:{n}")
-            texts.append(" ".join(str(record.get(text_field, "")).split()))
-            images.append(str(image))
-            digests.append(_file_digest(image))
+    for n, record in jsonl_records(path):
+        if image_field not in record:
+            raise DatasetError(f"{path}:{n}: missing image field {image_field!r}")
+        if modality == "paired" and text_field not in record:
+            raise DatasetError(f"{path}:{n}: missing text field {text_field!r} (paired data needs a caption)")
+        if id_field and id_field not in record:
+            raise DatasetError(f"{path}:{n}: missing id field {id_field!r}")
+        image = Path(str(record[image_field]))
+        image = image if image.is_absolute() else root / image
+        if not image.is_file():
+            raise DatasetError(f"{path}:{n}: image {str(image)!r} does not exist")
+        ids.append(str(record[id_field]) if id_field else f"line:{n}")
+        texts.append(" ".join(str(record.get(text_field, "")).split()))
+        images.append(str(image))
+        digests.append(_file_digest(image))
     if len(set(ids)) != len(ids):
         raise DatasetError(f"{path}: sample ids in {id_field!r} are not unique")
     return ids, (texts if modality == "paired" else None), images, digests

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from . import DatasetError
+from . import DatasetError, jsonl_records
 
 
 def _normalise(text: str) -> str:
@@ -55,18 +54,11 @@ def jsonl(spec: dict) -> tuple[list[str], list[str]]:
     text_field, id_field = spec.get("text_field", "text"), spec.get("id_field")
     ids, texts = [], []
     path = _path(spec)
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            if text_field not in record:
-                raise DatasetError(f"{path}:{n}: missing text field {text_field!r}")
-            ids.append(str(record[id_field]) if id_field else f"line:{n}")
-            texts.append(_normalise(str(record[text_field])))
+    for n, record in jsonl_records(path):
+        if text_field not in record:
+            raise DatasetError(f"{path}:{n}: missing text field {text_field!r}")
+        ids.append(str(record[id_field]) if id_field else f"line:{n}")
+        texts.append(_normalise(str(record[text_field])))
     if len(set(ids)) != len(ids):
         raise DatasetError(f"{path}: sample ids in {id_field!r} are not unique")
     return ids, texts
