@@ -11,9 +11,17 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/geometry.smk"
+include: "workflow/rules/spectra.smk"
+include: "workflow/rules/spectral.smk"
+include: "workflow/rules/neighbors.smk"
+include: "workflow/rules/intrinsic_dim.smk"
+include: "workflow/rules/alignment.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/jobs.smk"
 
 
 rule all:

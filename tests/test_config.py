@@ -97,6 +97,21 @@ SEMANTIC = [
      "models.h.revisions"),
     ("figure pooling not extracted",
      lambda c: c.update(extract={"poolings": ["mean"]}, figures={"pooling": "last"}), "figures.pooling"),
+    ("metric pooling not extracted",
+     lambda c: c.update(extract={"poolings": ["mean"]}, metrics={"poolings": ["first"]}), "metrics.poolings.0"),
+    ("alignment k above kmax", lambda c: c.update(neighbors={"kmax": 8}, alignment={"k": 9},
+                                                  metrics={"families": ["geometry"]}), "alignment.k"),
+    ("local ID k above kmax", lambda c: c.update(neighbors={"kmax": 8}, metrics={"intrinsic_dim": {
+        "local_k": 16, "gride_max_scale": 2, "mle_k": 5, "figure_gride_n1": 1}}), "metrics.intrinsic_dim.local_k"),
+    ("k <= 0", lambda c: c.update(alignment={"k": 0}), "alignment.k"),
+    ("unknown alignment model", lambda c: c.update(alignment={"models": ["m", "ghost"]}), "alignment.models.1"),
+    ("null metric not computed", lambda c: c.update(alignment={"metrics": ["cka"], "null_metrics": ["mutual_knn"],
+                                                               "heatmap_metric": "cka"}), "alignment.null_metrics.0"),
+    ("alpha window empty", lambda c: c.update(metrics={"spectral": {"alpha_req": {"rank_min": 50, "rank_max": 20}}}),
+     "metrics.spectral.alpha_req"),
+    ("training on unknown dataset", lambda c: c["models"].update(t={
+        "source": "trained", "architecture": "gpt_neox", "tokenizer": "x", "train": {"dataset": "nope", "steps": [0, 1]}}),
+     "models.t.train.dataset"),
 ]
 
 
@@ -121,3 +136,28 @@ def test_valid_config_round_trips_through_yaml(tmp_path):
     path.write_text(yaml.safe_dump(base()))
     config, instances = load_config(path)
     assert [i.name for i in instances] == ["m"]
+
+
+def test_alignment_pairs_are_unordered_sorted_and_restricted():
+    from repbench.config import alignment_pairs
+
+    config = base()
+    config["models"]["a"] = dict(config["models"]["m"])
+    config["models"]["p"] = {"source": "hf", "id": "org/x", "revisions": ["s1", "s2"]}
+    instances = check(config)
+    pairs = alignment_pairs(config, instances)
+    assert pairs == [("docs", "a", "m"), ("docs", "a", "p@s1"), ("docs", "a", "p@s2"), ("docs", "m", "p@s1"),
+                     ("docs", "m", "p@s2"), ("docs", "p@s1", "p@s2")]
+    config["alignment"]["models"] = ["p", "m"]  # a base name stands for all its revisions
+    assert alignment_pairs(config, instances) == [("docs", "m", "p@s1"), ("docs", "m", "p@s2"),
+                                                  ("docs", "p@s1", "p@s2")]
+    config["alignment"]["enabled"] = False
+    assert alignment_pairs(config, instances) == []
+
+
+def test_trained_models_expand_to_step_instances():
+    config = base()
+    config["models"]["t"] = {"source": "trained", "architecture": "gpt_neox", "tokenizer": "x",
+                             "train": {"dataset": "docs", "steps": [100, 0, 10]}}
+    instances = [i for i in check(config) if i.base == "t"]
+    assert [(i.name, i.step) for i in instances] == [("t@step0", 0), ("t@step10", 10), ("t@step100", 100)]

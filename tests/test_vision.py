@@ -249,23 +249,18 @@ def test_schema_accepts_vision_models_without_tokenizer():
     validate_config(proc)
 
 
-def _paired_supported() -> bool:
+def test_paired_datasets_serve_text_and_vision_models():
     config = validate_config({
         "datasets": {"p": {"source": "builtin", "name": "digits", "modality": "paired"}},
         "models": {"t": {"source": "random", "architecture": "bert", "tokenizer": "x"}},
     })
     from repbench.config import model_instances
 
-    return datasets_for(model_instances(config)[0], config) == ["p"]
+    assert datasets_for(model_instances(config)[0], config) == ["p"]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "config" / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_configs_validate(path):
-    data = yaml.safe_load(path.read_text())
-    uses_paired = any(d.get("modality") == "paired" for d in data.get("datasets", {}).values())
-    if uses_paired and not _paired_supported():
-        pytest.xfail("repbench.config.datasets_for does not yet let text/vision models run on modality "
-                     "'paired' datasets (issue 6: needs `in (modality, 'paired')` there)")
     config, instances = load_config(path)
     assert instances
     for inst in instances:

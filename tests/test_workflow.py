@@ -51,22 +51,51 @@ def workflow_run(tmp_path_factory):
 def test_outputs_exist_and_are_well_formed(workflow_run):
     work, _ = workflow_run
     res = work / "results"
-    for model, n_layers in [("minilm", 7), ("tiny-bert", 3), ("tiny-neox", 4)]:
+    models = [("minilm", 7), ("tiny-bert", 3), ("tiny-neox", 4)] + [(f"tiny-lm@step{s}", 3) for s in (0, 2, 4, 8)]
+    for model, n_layers in models:
         ds = xr.open_zarr(res / "activations" / "docs" / f"{model}.zarr")
         assert ds["mean"].dims == ("layer", "sample", "feature")
         assert ds.sizes["layer"] == n_layers and ds.sizes["sample"] == 64
         assert (res / "metrics" / "docs" / model / "geometry.csv").is_file()
+        assert (res / "metrics" / "docs" / model / "spectral.csv").is_file()
+        spectra = xr.open_zarr(res / "spectra" / "docs" / f"{model}.zarr", group="mean")
+        assert spectra["cov_eigenvalues"].dims == ("layer", "rank") and spectra.sizes["layer"] == n_layers
         assert (res / "logs" / "extract" / "docs" / f"{model}.log").read_text().count("wall_time_s") == 1
         assert (res / "benchmarks" / "extract" / "docs" / f"{model}.tsv").is_file()
     import pandas as pd
 
     table = pd.read_csv(res / "tables" / "geometry.csv")
-    assert set(table["model"]) == {"minilm", "tiny-bert", "tiny-neox"}
-    assert set(table["metric"]) == {"mean_norm", "anisotropy"} and set(table["pooling"]) == {"mean", "last"}
+    assert set(table["model"]) == {m for m, _ in models}
+    assert set(table["metric"]) == {"mean_norm", "anisotropy"} and set(table["pooling"]) == {"mean"}
     assert table["value"].notna().all()
-    assert len(table) == (7 + 3 + 4) * 2 * 2
-    for fmt in ("png", "pdf"):
-        assert (res / "figures" / "docs" / f"geometry.{fmt}").stat().st_size > 1000
+    n_layer_rows = sum(n for _, n in models)  # one metric pooling
+    assert len(table) == n_layer_rows * 2
+    spectral = pd.read_csv(res / "tables" / "spectral.csv")
+    assert len(spectral) == n_layer_rows * 5
+    assert sorted(spectral.dropna(subset=["step"])["step"].unique()) == [0, 2, 4, 8]
+    undefined = spectral[spectral["value"].isna()]
+    assert (undefined["reason"].fillna("").astype(str).str.len() > 0).all()  # NaN only with a reason
+    phases = pd.read_csv(res / "tables" / "spectral_phases.csv")
+    assert set(phases["base_model"]) == {"tiny-lm"} and phases["start_step"].min() == 0
+    assert phases["end_step"].max() == 8
+    for name in ("geometry", "spectral", "spectral_eigenspectrum", "spectral_steps"):
+        for fmt in ("png", "pdf"):
+            assert (res / "figures" / "docs" / f"{name}.{fmt}").stat().st_size > 1000
+    assert sorted(p.name for p in (res / "checkpoints" / "tiny-lm").glob("step*")) == ["step0", "step2", "step4", "step8"]
+    ids = pd.read_csv(res / "tables" / "intrinsic_dim.csv")
+    assert {"twonn", "twonn_mle", "gride", "mle_levina_bickel", "local_id"} == set(ids["metric"])
+    assert ids["value"].notna().all() and (ids["n_duplicates"] >= 0).all()
+    align = pd.read_csv(res / "tables" / "alignment.csv")
+    pairs = {("minilm", "tiny-bert"), ("minilm", "tiny-neox"), ("tiny-bert", "tiny-neox")}
+    assert set(zip(align["model_a"], align["model_b"])) == pairs
+    assert len(align) == 3 * 8  # pairs × metrics
+    assert align["max_p_value"].notna().sum() == 3 * 2  # null for mutual_knn and cka
+    pair = xr.open_dataset(res / "alignment" / "docs" / "mean" / "minilm__tiny-neox.nc", engine="scipy")
+    assert pair["mutual_knn"].dims == ("layer_a", "layer_b") and pair["mutual_knn"].shape == (7, 4)
+    assert pair.attrs["k"] == 5 and pair.attrs["n_samples"] == 64
+    for name in ("intrinsic_dim", "intrinsic_dim_scales", "intrinsic_dim_local", "alignment_models",
+                 "alignment_layers", "alignment_size"):
+        assert (res / "figures" / "docs" / f"{name}.png").stat().st_size > 1000
     assert not list((res / ".partial").rglob("*.zarr")) if (res / ".partial").exists() else True
 
 
@@ -80,10 +109,16 @@ def test_rerun_runs_nothing(workflow_run):
 def test_tables_and_figures_regenerate_byte_for_byte(workflow_run):
     work, config = workflow_run
     res = work / "results"
-    paths = [res / "tables" / "geometry.csv", res / "figures" / "docs" / "geometry.png",
-             res / "figures" / "docs" / "geometry.pdf", res / "metrics" / "docs" / "minilm" / "geometry.csv"]
+    paths = [res / "tables" / "geometry.csv", res / "tables" / "spectral.csv", res / "tables" / "spectral_phases.csv",
+             res / "metrics" / "docs" / "minilm" / "geometry.csv", res / "metrics" / "docs" / "minilm" / "spectral.csv"]
+    paths += [res / "tables" / "intrinsic_dim.csv", res / "tables" / "alignment.csv"]
+    paths += [res / "figures" / "docs" / f"{n}.{f}" for n in (
+        "geometry", "spectral", "spectral_eigenspectrum", "spectral_steps", "intrinsic_dim", "intrinsic_dim_scales",
+        "intrinsic_dim_local", "alignment_models", "alignment_layers", "alignment_size") for f in ("png", "pdf")]
     before = [p.read_bytes() for p in paths]
-    snakemake(work, config, "--forcerun", "geometry", "table", "figure")
+    snakemake(work, config, "--forcerun", "geometry", "spectra", "spectral", "table", "phases", "figure",
+              "figure_eigenspectrum", "figure_spectral_steps", "neighbors", "intrinsic_dim", "alignment",
+              "alignment_table", "figure_alignment", "figure_id_scales")
     assert [p.read_bytes() for p in paths] == before
 
 
@@ -92,10 +127,16 @@ def test_adding_a_model_runs_only_its_jobs(workflow_run):
     data = yaml.safe_load(config.read_text())
     data["models"]["tiny-bert-wide"] = {**data["models"]["tiny-bert"], "config": {
         "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}}
+    data["alignment"]["models"].append("tiny-bert-wide")  # the (M+1)-th model of the pairs, M = 3
     bigger = work / "config_plus_one.yaml"
     bigger.write_text(yaml.safe_dump(data))
     counts = job_counts(snakemake(work, bigger, "-n").stdout)
-    assert counts == {"all": 1, "extract": 1, "geometry": 1, "table": 1, "figure": 1, "total": 5}, counts
+    # the new model's own jobs, its M = 3 new pairs (one metric pooling), then the aggregates that read every model
+    # (tables, figures, phases, and the jobs table that gathers every job's record)
+    assert counts == {"all": 1, "extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 1,
+                      "intrinsic_dim": 1, "alignment": 3, "alignment_table": 1, "figure_alignment": 1,
+                      "table": 3, "figure": 3, "figure_eigenspectrum": 1, "figure_id_scales": 1, "phases": 1,
+                      "figure_spectral_steps": 1, "jobs": 1, "total": 23}, counts
 
 
 def test_changing_a_figure_option_reruns_only_figures(workflow_run):
@@ -105,7 +146,30 @@ def test_changing_a_figure_option_reruns_only_figures(workflow_run):
     changed = work / "config_dpi.yaml"
     changed.write_text(yaml.safe_dump(data))
     counts = job_counts(snakemake(work, changed, "-n").stdout)
-    assert counts == {"all": 1, "figure": 1, "total": 2}, counts
+    assert counts == {"all": 1, "figure": 3, "figure_eigenspectrum": 1, "figure_spectral_steps": 1,
+                      "figure_id_scales": 1, "figure_alignment": 1, "jobs": 1, "total": 9}, counts
+
+
+def test_changing_alignment_k_recomputes_no_graph(workflow_run):
+    work, config = workflow_run
+    data = yaml.safe_load(config.read_text())
+    data["alignment"]["k"] = 3
+    changed = work / "config_k.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    counts = job_counts(snakemake(work, changed, "-n").stdout)
+    assert counts == {"all": 1, "alignment": 3, "alignment_table": 1, "figure_alignment": 1, "jobs": 1,
+                      "total": 7}, counts
+
+
+def test_changing_the_alpha_rank_window_reruns_only_spectral_metrics(workflow_run):
+    work, config = workflow_run
+    data = yaml.safe_load(config.read_text())
+    data["metrics"]["spectral"]["alpha_req"]["rank_max"] = 15
+    changed = work / "config_alpha.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    counts = job_counts(snakemake(work, changed, "-n").stdout)
+    assert "spectra" not in counts and "extract" not in counts and "train" not in counts, counts
+    assert counts["spectral"] == 7 and counts["figure_eigenspectrum"] == 1, counts
 
 
 def test_report_contains_figures(workflow_run):

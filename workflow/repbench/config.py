@@ -101,6 +101,8 @@ def _find_validation_error(exc: BaseException):
 
 
 def _revision_entries(spec: dict) -> list[tuple[str | None, int | None]]:
+    if spec["source"] == "trained":
+        return [(f"step{step}", step) for step in sorted(spec["train"]["steps"])]
     revisions = spec.get("revisions")
     if not revisions:
         return [(None, None)]
@@ -135,11 +137,14 @@ def _slug(text: str, key: str) -> str:
 
 
 def datasets_for(instance: ModelInstance, config: dict) -> list[str]:
-    """Datasets a model instance runs on: its ``datasets`` list, else every dataset of its modality."""
+    """Datasets a model instance runs on: its ``datasets`` list, else every dataset serving its modality.
+
+    A ``paired`` dataset (image + caption per sample id) serves text and vision models alike.
+    """
     wanted = instance.spec.get("datasets")
     modality = instance.spec.get("modality", "text")
     names = wanted if wanted is not None else list(config["datasets"])
-    return [d for d in names if config["datasets"][d].get("modality", "text") == modality]
+    return [d for d in names if config["datasets"][d].get("modality", "text") in (modality, "paired")]
 
 
 def resolve(config: dict) -> list[ModelInstance]:
@@ -171,11 +176,29 @@ def resolve(config: dict) -> list[ModelInstance]:
                 f"invalid config at `models.{base}.path`: with revisions, the path must contain "
                 "'{revision}' so each revision has its own directory"
             )
+        if spec["source"] == "trained" and spec["train"]["dataset"] not in config["datasets"]:
+            raise ConfigError(
+                f"invalid config at `models.{base}.train.dataset`: unknown dataset {spec['train']['dataset']!r}"
+            )
+    extracted = config["extract"]["poolings"]
+    for i, pooling in enumerate(config["metrics"]["poolings"]):
+        if pooling not in extracted:
+            raise ConfigError(
+                f"invalid config at `metrics.poolings.{i}`: {pooling!r} is not among extract.poolings {extracted}"
+            )
+    fit = config["metrics"]["spectral"]["alpha_req"]
+    if fit["rank_min"] >= fit["rank_max"]:
+        raise ConfigError(
+            f"invalid config at `metrics.spectral.alpha_req`: rank_min ({fit['rank_min']}) must be below "
+            f"rank_max ({fit['rank_max']})"
+        )
+    _check_neighbor_counts(config)
     instances = model_instances(config)
     names = [i.name for i in instances]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"invalid config at `models`: duplicate model instance(s) {dupes}")
+    _check_alignment(config, instances)
     pooling = config["figures"]["pooling"]
     if pooling not in config["extract"]["poolings"]:
         raise ConfigError(
@@ -189,6 +212,62 @@ def resolve(config: dict) -> list[ModelInstance]:
                 f"{inst.spec.get('modality', 'text')!r} to run on"
             )
     return instances
+
+
+def _check_neighbor_counts(config: dict) -> None:
+    """Every neighbour count a metric needs must fit in the stored graphs (``neighbors.kmax``)."""
+    kmax = config["neighbors"]["kmax"]
+    if "intrinsic_dim" in config["metrics"]["families"]:
+        idc = config["metrics"]["intrinsic_dim"]
+        needs = {"mle_k": idc["mle_k"], "gride_max_scale": 2 * idc["gride_max_scale"]}
+        if "local_id" in idc["estimators"]:
+            needs["local_k"] = idc["local_k"]
+        for key, need in needs.items():
+            if need > kmax:
+                raise ConfigError(
+                    f"invalid config at `metrics.intrinsic_dim.{key}`: needs {need} neighbours but "
+                    f"neighbors.kmax is {kmax}; raise neighbors.kmax or lower {key}"
+                )
+        if idc["figure_gride_n1"] > idc["gride_max_scale"]:
+            raise ConfigError(
+                "invalid config at `metrics.intrinsic_dim.figure_gride_n1`: above gride_max_scale "
+                f"({idc['gride_max_scale']})"
+            )
+
+
+def _check_alignment(config: dict, instances: list[ModelInstance]) -> None:
+    align = config["alignment"]
+    if align["k"] > config["neighbors"]["kmax"]:
+        raise ConfigError(
+            f"invalid config at `alignment.k`: {align['k']} exceeds neighbors.kmax ({config['neighbors']['kmax']})"
+        )
+    known = {i.name for i in instances} | {i.base for i in instances}
+    for j, name in enumerate(align.get("models") or []):
+        if name not in known:
+            raise ConfigError(f"invalid config at `alignment.models.{j}`: no model or model instance {name!r}")
+    for j, name in enumerate(align["null_metrics"]):
+        if name not in align["metrics"]:
+            raise ConfigError(f"invalid config at `alignment.null_metrics.{j}`: {name!r} is not in alignment.metrics")
+    if align["heatmap_metric"] not in align["metrics"]:
+        raise ConfigError("invalid config at `alignment.heatmap_metric`: not among alignment.metrics")
+
+
+def alignment_pairs(config: dict, instances: list[ModelInstance]) -> list[tuple[str, str, str]]:
+    """``(dataset, A, B)`` for every unordered pair of model instances sharing a dataset, A < B by name.
+
+    Models of different modalities pair on a dataset that serves both (paired image–text data), where they saw the
+    same sample ids. ``alignment.models`` (instance or base names) restricts who enters pairs.
+    """
+    align = config["alignment"]
+    if not align["enabled"]:
+        return []
+    chosen = align.get("models")
+    members = [i for i in instances if chosen is None or i.name in chosen or i.base in chosen]
+    pairs = []
+    for dataset in config["datasets"]:
+        here = sorted(i.name for i in members if dataset in datasets_for(i, config))
+        pairs += [(dataset, a, b) for n, a in enumerate(here) for b in here[n + 1 :]]
+    return pairs
 
 
 def load_config(path: str | Path) -> tuple[dict, list[ModelInstance]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import shutil
 import tempfile
 from pathlib import Path
@@ -76,6 +77,9 @@ def finalize_group(path: str | Path, attrs: dict) -> None:
     zarr.consolidate_metadata(str(path))
 
 
+warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
+
+
 def publish(partial: str | Path, final: str | Path) -> None:
     """Move a completed directory or file into place atomically (same file system)."""
     final = Path(final)
@@ -131,3 +135,32 @@ def pooling_array(path: str | Path, pooling: str):
     if pooling not in group:
         raise KeyError(f"{path}: no pooling {pooling!r} (has {sorted(k for k in group.array_keys())})")
     return da.from_zarr(group[pooling])
+
+
+def write_layer_arrays(path: str | Path, groups: dict[str, dict[str, np.ndarray]], dims: tuple[str, str], attrs: dict) -> None:
+    """Write ``{group: {name: (layer, k) array}}`` as a Zarr v3 store with one subgroup per pooling, atomically.
+
+    Used for spectra (dims ``(layer, rank)``) and neighbour graphs (``(layer, sample, k)``).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    root.attrs.update(attrs)
+    for gname, arrays in groups.items():
+        group = root.create_group(gname)
+        for name, arr in arrays.items():
+            arr = np.asarray(arr)
+            chunks = (1, *arr.shape[1:])
+            create_array(group, name, arr.shape, dims[: arr.ndim], chunks=chunks, dtype=arr.dtype)[...] = arr
+    zarr.consolidate_metadata(str(tmp))
+    publish(tmp, path)
+
+
+def read_layer_arrays(path: str | Path, group: str) -> dict[str, np.ndarray]:
+    """All arrays of one subgroup (e.g. one pooling) of a store written by :func:`write_layer_arrays`."""
+    g = zarr.open_group(str(path), mode="r")
+    if group not in g:
+        raise KeyError(f"{path}: no group {group!r} (has {sorted(g.group_keys())})")
+    return {name: arr[...] for name, arr in g[group].arrays()}

@@ -1,5 +1,7 @@
 rule extract:
     """Every layer's pooled activations of one model on one dataset (Zarr v3, resumable, atomic)."""
+    input:
+        extract_inputs,
     output:
         directory(f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr"),
     log:
@@ -10,7 +12,9 @@ rule extract:
         CONDA_ENV
     threads: workflow.cores
     resources:
-        gpu=1,
+        gpu=EXTRACT_GPUS,
+        mem_mb=mem_mb("extract"),
+        runtime=runtime("extract"),
     params:
         model_spec=lambda w: extract_params(w)["model_spec"],
         revision=lambda w: extract_params(w)["revision"],

@@ -1,20 +1,24 @@
 rule geometry:
     """Per-layer mean norm and anisotropy of one model on one dataset (Dask over the store)."""
     input:
-        f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
+        activations=f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
     output:
         f"{RESULTS}/metrics/{{dataset}}/{{model}}/geometry.csv",
     log:
         f"{RESULTS}/logs/geometry/{{dataset}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/geometry/{{dataset}}/{{model}}.tsv"
+    group:
+        GROUP_METRICS
     conda:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=mem_mb("geometry"),
+        runtime=runtime("geometry"),
     params:
-        poolings=config["extract"]["poolings"],
+        poolings=config["metrics"]["poolings"],
+        info=model_info,
         options=canonical(config["metrics"]["geometry"]),
     script:
         STAGE_SCRIPT

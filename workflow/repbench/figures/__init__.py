@@ -45,6 +45,13 @@ def save(fig, paths: list[str | Path], dpi: int = 150) -> None:
     plt.close(fig)
 
 
+def legend_and_title(fig, ax, title: str) -> None:
+    """One legend for the figure (from ``ax``'s lines), outside on the right, and the figure's title."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=7, frameon=False)
+    fig.suptitle(title)
+
+
 def model_colors(models: list[str]) -> dict[str, tuple]:
     """A stable colour per model (sorted order), from a qualitative map."""
     cmap = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
@@ -57,7 +64,8 @@ def depth_curves(frame, metrics: list[str], title: str):
     ``frame`` columns: model, relative_depth, metric, value (one dataset and pooling).
     """
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.0), squeeze=False)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1.6, 3.0), squeeze=False,
+                                 layout="constrained")
         colors = model_colors(list(frame["model"].unique()))
         for ax, metric in zip(axes[0], metrics):
             sub = frame[frame["metric"] == metric]
@@ -67,7 +75,5 @@ def depth_curves(frame, metrics: list[str], title: str):
                         color=colors[model], label=model)
             ax.set_title(metric)
             ax.set_xlabel("relative depth")
-        axes[0][0].legend(fontsize=7, frameon=False)
-        fig.suptitle(title)
-        fig.tight_layout()
+        legend_and_title(fig, axes[0][0], title)
     return fig

@@ -1,0 +1,103 @@
+"""Alignment figures (the PRH plots): model × model heatmap, layer × layer grid, alignment vs model size.
+
+Input is the tidy ``alignment`` table (one dataset, pooling and metric): one row per unordered pair with the
+summaries ``max``, ``last``, ``matched_depth`` and the models' parameter counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator, NullFormatter
+
+from . import STYLE, model_colors, plt
+
+
+def pair_matrix(table: pd.DataFrame, summary: str) -> tuple[list[str], np.ndarray]:
+    """Symmetric model × model matrix of one summary (diagonal NaN), models in name order."""
+    models = sorted(set(table["model_a"]) | set(table["model_b"]))
+    pos = {m: i for i, m in enumerate(models)}
+    mat = np.full((len(models), len(models)), np.nan)
+    for row in table.itertuples():
+        mat[pos[row.model_a], pos[row.model_b]] = mat[pos[row.model_b], pos[row.model_a]] = getattr(row, summary)
+    return models, mat
+
+
+def clustered_order(mat: np.ndarray) -> np.ndarray:
+    """Leaf order of average-linkage clustering on distance 1 − score (deterministic; identity for < 3 models)."""
+    if len(mat) < 3 or np.isnan(mat[~np.eye(len(mat), dtype=bool)]).any():
+        return np.arange(len(mat))
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    dist = 1.0 - np.where(np.eye(len(mat), dtype=bool), 1.0, mat)
+    dist = np.clip((dist + dist.T) / 2, 0, None)
+    return leaves_list(linkage(squareform(dist, checks=False), method="average"))
+
+
+def model_heatmap(table: pd.DataFrame, summary: str, title: str):
+    models, mat = pair_matrix(table, summary)
+    order = clustered_order(mat)
+    mat, models = mat[np.ix_(order, order)], [models[i] for i in order]
+    with plt.rc_context(STYLE | {"axes.grid": False}):
+        size = 1.6 + 0.45 * len(models)
+        fig, ax = plt.subplots(figsize=(size + 1.2, size), layout="constrained")
+        im = ax.imshow(mat, cmap="viridis")
+        ax.set_xticks(range(len(models)), models, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(models)), models, fontsize=7)
+        if len(models) <= 16:
+            for i in range(len(models)):
+                for j in range(len(models)):
+                    if np.isfinite(mat[i, j]):
+                        ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.set_title(title)
+    return fig
+
+
+def layer_grid(matrices: dict[tuple[str, str], np.ndarray], title: str, max_pairs: int = 36):
+    """Layer × layer matrix of every pair (rows: A's layers, columns: B's), the first ``max_pairs`` by name."""
+    pairs = sorted(matrices)[:max_pairs]
+    cols = int(np.ceil(np.sqrt(len(pairs))))
+    rows = int(np.ceil(len(pairs) / cols))
+    vmax = max(np.nanmax(matrices[p]) for p in pairs)
+    vmin = min(np.nanmin(matrices[p]) for p in pairs)
+    with plt.rc_context(STYLE | {"axes.grid": False}):
+        fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 1, 2.2 * rows), squeeze=False, layout="constrained")
+        im = None
+        for ax, pair in zip(axes.flat, pairs):
+            im = ax.imshow(matrices[pair], cmap="viridis", vmin=vmin, vmax=vmax, origin="lower", aspect="auto")
+            ax.set_title(f"{pair[0]}\nvs {pair[1]}", fontsize=6)
+            ax.set_xlabel(f"layer of {pair[1]}", fontsize=6)
+            ax.set_ylabel(f"layer of {pair[0]}", fontsize=6)
+            ax.tick_params(labelsize=6)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax in list(axes.flat)[len(pairs) :]:
+            ax.axis("off")
+        fig.colorbar(im, ax=axes, shrink=0.6)
+        suffix = f" (first {max_pairs} of {len(matrices)} pairs)" if len(matrices) > max_pairs else ""
+        fig.suptitle(title + suffix)
+    return fig
+
+
+def size_plot(table: pd.DataFrame, summary: str, title: str):
+    """Each model's mean alignment to all other models against its parameter count (log x)."""
+    per_model: dict[str, list[float]] = {}
+    params: dict[str, int] = {}
+    for row in table.itertuples():
+        for m, n in ((row.model_a, row.n_parameters_a), (row.model_b, row.n_parameters_b)):
+            per_model.setdefault(m, []).append(getattr(row, summary))
+            params[m] = int(n)
+    colors = model_colors(list(per_model))
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")
+        for m in sorted(per_model):
+            ax.scatter(params[m], np.nanmean(per_model[m]), color=colors[m], label=m, s=25)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("parameters")
+        ax.set_ylabel(f"mean {summary} alignment to the other models")
+        fig.legend(fontsize=7, frameon=False, loc="outside right center")
+        ax.set_title(title)
+    return fig
