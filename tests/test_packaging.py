@@ -78,3 +78,16 @@ def test_every_rule_has_log_benchmark_threads_resources():
             name = rule.split(":")[0]
             for directive in ("log:", "benchmark:", "threads:", "resources:", "conda:"):
                 assert directive in rule, f"rule {name} in {smk.name} lacks {directive}"
+
+
+def test_snakefmt_and_lint_are_clean():
+    import subprocess
+    import sys
+
+    bin_dir = __import__("pathlib").Path(sys.executable).parent
+    fmt = subprocess.run([str(bin_dir / "snakefmt"), "--check", "Snakefile", "workflow/rules"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stderr[-2000:]
+    lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, (lint.stdout + lint.stderr)[-3000:]

@@ -4,20 +4,26 @@ rule alignment:
         unpack(alignment_inputs),
     output:
         f"{RESULTS}/alignment/{{dataset}}/{{pooling}}/{{a}}__{{b}}.nc",
-    params:
-        options=canonical({k: v for k, v in ALIGNMENT.items() if k not in ("summary", "heatmap_metric", "models", "enabled")}),
     log:
         f"{RESULTS}/logs/alignment/{{dataset}}/{{pooling}}/{{a}}__{{b}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/alignment/{{dataset}}/{{pooling}}/{{a}}__{{b}}.tsv"
     group:
         GROUP_PAIRS
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=mem_mb("alignment"),
         runtime=runtime("alignment"),
-    conda:
-        CONDA_ENV
+    params:
+        options=canonical(
+            {
+                k: v
+                for k, v in ALIGNMENT.items()
+                if k not in ("summary", "heatmap_metric", "models", "enabled")
+            }
+        ),
     script:
         STAGE_SCRIPT
 
@@ -36,12 +42,12 @@ rule alignment_table:
         f"{RESULTS}/logs/alignment_table.log",
     benchmark:
         f"{RESULTS}/benchmarks/alignment_table.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=mem_mb("aggregate"),
         runtime=runtime("aggregate"),
-    conda:
-        CONDA_ENV
     script:
         STAGE_SCRIPT
 
@@ -63,20 +69,20 @@ rule figure_alignment:
             for name in ("models", "layers", "size")
             for fmt in FIGURE_FORMATS
         ],
+    log:
+        f"{RESULTS}/logs/figure/{{dataset}}/alignment.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figure/{{dataset}}/alignment.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb("aggregate"),
+        runtime=runtime("aggregate"),
     params:
         pooling=config["figures"]["pooling"],
         dpi=config["figures"]["dpi"],
         metric=ALIGNMENT["heatmap_metric"],
         summary=ALIGNMENT["summary"],
-    log:
-        f"{RESULTS}/logs/figure/{{dataset}}/alignment.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/figure/{{dataset}}/alignment.tsv"
-    threads: 1
-    resources:
-        mem_mb=mem_mb("aggregate"),
-        runtime=runtime("aggregate"),
-    conda:
-        CONDA_ENV
     script:
         STAGE_SCRIPT

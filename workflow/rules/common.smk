@@ -27,10 +27,16 @@ FIGURE_FORMATS = config["figures"]["formats"]
 FAMILIES = config["metrics"]["families"]
 # euclidean graphs serve intrinsic dimension (raw vectors); cosine graphs serve alignment (L2-normalised)
 ALIGNMENT = config["alignment"]
-GRAPH_ALIGNMENT_METRICS = {"mutual_knn", "cycle_knn_ab", "cycle_knn_ba", "lcs_knn", "cknna"}
-NEIGHBOR_SPACES = (["cosine"] if PAIRS and GRAPH_ALIGNMENT_METRICS & set(ALIGNMENT["metrics"]) else []) + (
-    ["euclidean"] if "intrinsic_dim" in FAMILIES else []
-)
+GRAPH_ALIGNMENT_METRICS = {
+    "mutual_knn",
+    "cycle_knn_ab",
+    "cycle_knn_ba",
+    "lcs_knn",
+    "cknna",
+}
+NEIGHBOR_SPACES = (
+    ["cosine"] if PAIRS and GRAPH_ALIGNMENT_METRICS & set(ALIGNMENT["metrics"]) else []
+) + (["euclidean"] if "intrinsic_dim" in FAMILIES else [])
 MODEL_PATTERN = r"[A-Za-z0-9](?:(?!__)[A-Za-z0-9._@-])*"
 
 
@@ -81,17 +87,30 @@ def all_outputs():
         outs.append(f"{RESULTS}/tables/{family}.csv")
         outs += figure_paths(family)
     if "spectral" in FAMILIES:
-        outs += expand(f"{RESULTS}/figures/{{d}}/spectral_eigenspectrum.{{fmt}}", d=datasets, fmt=FIGURE_FORMATS)
+        outs += expand(
+            f"{RESULTS}/figures/{{d}}/spectral_eigenspectrum.{{fmt}}",
+            d=datasets,
+            fmt=FIGURE_FORMATS,
+        )
     outs += alignment_outputs()
     if "intrinsic_dim" in FAMILIES:
         outs += expand(
-            f"{RESULTS}/figures/{{d}}/intrinsic_dim_{{name}}.{{fmt}}", d=datasets, name=["scales", "local"], fmt=FIGURE_FORMATS
+            f"{RESULTS}/figures/{{d}}/intrinsic_dim_{{name}}.{{fmt}}",
+            d=datasets,
+            name=["scales", "local"],
+            fmt=FIGURE_FORMATS,
         )
     if "spectral" in FAMILIES:
         if has_steps():
             outs.append(f"{RESULTS}/tables/spectral_phases.csv")
-            outs += expand(f"{RESULTS}/figures/{{d}}/spectral_steps.{{fmt}}", d=datasets, fmt=FIGURE_FORMATS)
-    outs += [f"{RESULTS}/tables/jobs.csv"] + [f"{RESULTS}/figures/jobs.{fmt}" for fmt in FIGURE_FORMATS]  # jobs.smk
+            outs += expand(
+                f"{RESULTS}/figures/{{d}}/spectral_steps.{{fmt}}",
+                d=datasets,
+                fmt=FIGURE_FORMATS,
+            )
+    outs += [f"{RESULTS}/tables/jobs.csv"] + [
+        f"{RESULTS}/figures/jobs.{fmt}" for fmt in FIGURE_FORMATS
+    ]  # jobs.smk
     return outs
 
 
@@ -102,7 +121,10 @@ def alignment_outputs():
     pooling = config["figures"]["pooling"]
     outs = [f"{RESULTS}/tables/alignment.csv"]
     outs += expand(
-        f"{RESULTS}/figures/{{d}}/alignment_{{name}}.{{fmt}}", d=datasets, name=["models", "layers", "size"], fmt=FIGURE_FORMATS
+        f"{RESULTS}/figures/{{d}}/alignment_{{name}}.{{fmt}}",
+        d=datasets,
+        name=["models", "layers", "size"],
+        fmt=FIGURE_FORMATS,
     )
     return outs
 
@@ -122,8 +144,12 @@ def alignment_inputs(wildcards):
         "activations_b": activations(wildcards.dataset, wildcards.b),
     }
     if "cosine" in NEIGHBOR_SPACES:
-        inputs["neighbors_a"] = f"{RESULTS}/neighbors/{wildcards.dataset}/{wildcards.a}.zarr"
-        inputs["neighbors_b"] = f"{RESULTS}/neighbors/{wildcards.dataset}/{wildcards.b}.zarr"
+        inputs["neighbors_a"] = (
+            f"{RESULTS}/neighbors/{wildcards.dataset}/{wildcards.a}.zarr"
+        )
+        inputs["neighbors_b"] = (
+            f"{RESULTS}/neighbors/{wildcards.dataset}/{wildcards.b}.zarr"
+        )
     return inputs
 
 
@@ -155,7 +181,11 @@ def load_spec(inst):
 def train_params(wildcards):
     spec = config["models"][wildcards.model]
     return canonical(
-        dict(model_spec=spec, dataset_name=spec["train"]["dataset"], dataset_spec=config["datasets"][spec["train"]["dataset"]])
+        dict(
+            model_spec=spec,
+            dataset_name=spec["train"]["dataset"],
+            dataset_spec=config["datasets"][spec["train"]["dataset"]],
+        )
     )
 
 

@@ -75,22 +75,22 @@ rule figure_spectral_steps:
             )
             for fmt in FIGURE_FORMATS
         ],
-    params:
-        pooling=config["figures"]["pooling"],
-        dpi=config["figures"]["dpi"],
-        layer=config["metrics"]["spectral"]["phases"]["layer"],
     log:
         f"{RESULTS}/logs/figure/{{dataset}}/spectral_steps.log",
     benchmark:
         f"{RESULTS}/benchmarks/figure/{{dataset}}/spectral_steps.tsv"
     group:
         GROUP_SUMMARY
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=mem_mb("aggregate"),
         runtime=runtime("aggregate"),
-    conda:
-        CONDA_ENV
+    params:
+        pooling=config["figures"]["pooling"],
+        dpi=config["figures"]["dpi"],
+        layer=config["metrics"]["spectral"]["phases"]["layer"],
     script:
         STAGE_SCRIPT
 
@@ -100,7 +100,8 @@ rule figure_eigenspectrum:
     input:
         table=f"{RESULTS}/tables/spectral.csv",
         spectra=lambda w: expand(
-            f"{RESULTS}/spectra/{w.dataset}/{{model}}.zarr", model=dataset_models(w.dataset)
+            f"{RESULTS}/spectra/{w.dataset}/{{model}}.zarr",
+            model=dataset_models(w.dataset),
         ),
     output:
         [
@@ -109,27 +110,31 @@ rule figure_eigenspectrum:
                 caption="../report/eigenspectrum.rst",
                 category="Figures",
                 subcategory="spectral",
-                labels={"dataset": "{dataset}", "figure": "eigenspectrum", "format": fmt},
+                labels={
+                    "dataset": "{dataset}",
+                    "figure": "eigenspectrum",
+                    "format": fmt,
+                },
             )
             for fmt in FIGURE_FORMATS
         ],
-    params:
-        pooling=config["figures"]["pooling"],
-        dpi=config["figures"]["dpi"],
-        depths=config["metrics"]["spectral"]["eigenspectrum_layers"],
-        alpha_req=canonical(config["metrics"]["spectral"]["alpha_req"]),
     log:
         f"{RESULTS}/logs/figure/{{dataset}}/spectral_eigenspectrum.log",
     benchmark:
         f"{RESULTS}/benchmarks/figure/{{dataset}}/spectral_eigenspectrum.tsv"
     group:
         GROUP_SUMMARY
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=mem_mb("aggregate"),
         runtime=runtime("aggregate"),
-    conda:
-        CONDA_ENV
+    params:
+        pooling=config["figures"]["pooling"],
+        dpi=config["figures"]["dpi"],
+        depths=config["metrics"]["spectral"]["eigenspectrum_layers"],
+        alpha_req=canonical(config["metrics"]["spectral"]["alpha_req"]),
     script:
         STAGE_SCRIPT
 
@@ -150,21 +155,21 @@ rule figure_id_scales:
             for name in ("scales", "local")
             for fmt in FIGURE_FORMATS
         ],
-    params:
-        pooling=config["figures"]["pooling"],
-        dpi=config["figures"]["dpi"],
-        depths=config["metrics"]["intrinsic_dim"]["scale_figure_layers"],
     log:
         f"{RESULTS}/logs/figure/{{dataset}}/intrinsic_dim_scales.log",
     benchmark:
         f"{RESULTS}/benchmarks/figure/{{dataset}}/intrinsic_dim_scales.tsv"
     group:
         GROUP_SUMMARY
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=mem_mb("aggregate"),
         runtime=runtime("aggregate"),
-    conda:
-        CONDA_ENV
+    params:
+        pooling=config["figures"]["pooling"],
+        dpi=config["figures"]["dpi"],
+        depths=config["metrics"]["intrinsic_dim"]["scale_figure_layers"],
     script:
         STAGE_SCRIPT

@@ -5,21 +5,21 @@ rule intrinsic_dim:
         activations=f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
     output:
         f"{RESULTS}/metrics/{{dataset}}/{{model}}/intrinsic_dim.csv",
-    params:
-        poolings=config["metrics"]["poolings"],
-        options=canonical(config["metrics"]["intrinsic_dim"]),
-        info=model_info,
     log:
         f"{RESULTS}/logs/intrinsic_dim/{{dataset}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/intrinsic_dim/{{dataset}}/{{model}}.tsv"
     group:
         GROUP_METRICS
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=mem_mb("intrinsic_dim"),
         runtime=runtime("intrinsic_dim"),
-    conda:
-        CONDA_ENV
+    params:
+        poolings=config["metrics"]["poolings"],
+        options=canonical(config["metrics"]["intrinsic_dim"]),
+        info=model_info,
     script:
         STAGE_SCRIPT

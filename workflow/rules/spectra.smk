@@ -4,17 +4,17 @@ rule spectra:
         activations=f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
     output:
         directory(f"{RESULTS}/spectra/{{dataset}}/{{model}}.zarr"),
-    params:
-        poolings=config["metrics"]["poolings"],
     log:
         f"{RESULTS}/logs/spectra/{{dataset}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/spectra/{{dataset}}/{{model}}.tsv"
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=mem_mb("spectra"),
         runtime=runtime("spectra"),
-    conda:
-        CONDA_ENV
+    params:
+        poolings=config["metrics"]["poolings"],
     script:
         STAGE_SCRIPT

@@ -5,24 +5,24 @@ rule spectral:
         activations=f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
     output:
         f"{RESULTS}/metrics/{{dataset}}/{{model}}/spectral.csv",
-    params:
-        poolings=config["metrics"]["poolings"],
-        options=canonical(
-            {k: config["metrics"]["spectral"][k] for k in ("metrics", "alpha_req")}
-        ),
-        info=model_info,
     log:
         f"{RESULTS}/logs/spectral/{{dataset}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/spectral/{{dataset}}/{{model}}.tsv"
     group:
         GROUP_METRICS
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=mem_mb("spectral"),
         runtime=runtime("spectral"),
-    conda:
-        CONDA_ENV
+    params:
+        poolings=config["metrics"]["poolings"],
+        options=canonical(
+            {k: config["metrics"]["spectral"][k] for k in ("metrics", "alpha_req")}
+        ),
+        info=model_info,
     script:
         STAGE_SCRIPT
 
@@ -37,19 +37,19 @@ rule phases:
             caption="../report/phases.rst",
             category="Tables",
         ),
-    params:
-        options=canonical(config["metrics"]["spectral"]["phases"]),
     log:
         f"{RESULTS}/logs/phases.log",
     benchmark:
         f"{RESULTS}/benchmarks/phases.tsv"
     group:
         GROUP_SUMMARY
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=mem_mb("aggregate"),
         runtime=runtime("aggregate"),
-    conda:
-        CONDA_ENV
+    params:
+        options=canonical(config["metrics"]["spectral"]["phases"]),
     script:
         STAGE_SCRIPT
