@@ -88,6 +88,9 @@ SlurmdLogFile=$LOGDIR/slurmd.log
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/d
 SlurmctldTimeout=30
+# clients give up on a stopped controller after ~4 s instead of ~9 (snakemake-executor-plugin-slurm asks
+# scontrol at import, so every snakemake command waits that long while Slurm is installed but down)
+MessageTimeout=5
 SlurmdTimeout=60
 InactiveLimit=0
 KillWait=10

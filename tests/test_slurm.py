@@ -6,7 +6,8 @@ checks (1) that every job ran as a Slurm job — Slurm's own completion log (job
 as COMPLETED and every job's log names its SLURM_JOB_ID — and (2) that its tables equal a local run's.
 
 When Slurm is installed but its daemons are down, this module starts them (``.ci/slurm.sh start``) and stops them
-afterwards. It skips only where Slurm is not installed at all, and never in CI (``CI=true``): there it fails.
+at the end of the test session (CI starts them before the tests and stops them after). It skips only where Slurm
+is not installed at all, and never in CI (``CI=true``): there it fails.
 """
 
 import math
@@ -122,12 +123,11 @@ def test_slurm_profile_names_real_rules_and_groups():
     rules_text = "\n".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     rules = set(re.findall(r"^rule (\w+):", rules_text, re.M))
     assert set(profile["set-resources"]) <= rules
-    resources_smk = (ROOT / "workflow" / "rules" / "resources.smk").read_text()
-    group_names = dict(re.findall(r'^(GROUP_\w+) = "(\w+)"', resources_smk, re.M))
-    used = set(re.findall(r"^    group:\n        (\w+)", rules_text, re.M))
-    assert used and used <= set(group_names), used
+    groups = dict(item.split("=") for item in profile["groups"])
+    assert set(groups) <= rules and {"alignment", "geometry", "jobs"} <= set(groups)
     components = dict(item.split("=") for item in profile["group-components"])
-    assert {group_names[g] for g in used} <= set(components)
+    assert set(groups.values()) == set(components)
+    assert "    group:" not in rules_text  # groups belong to the cluster profile: locally they only cost DAG time
     for key in ("slurm_account", "slurm_partition"):
         assert key in profile["default-resources"]
 
@@ -146,9 +146,10 @@ def _installed() -> bool:
     return all(shutil.which(t) for t in ("sbatch", "squeue", "sinfo")) and Path("/usr/sbin/slurmctld").exists()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def slurm_cluster():
-    """A running one-node Slurm: started here (and stopped afterwards) when installed but down."""
+    """A running one-node Slurm: started here when installed but down, and then stopped at the end of the session
+    (not earlier: while Slurm is installed but down, every snakemake command waits for scontrol to give up)."""
     if not _installed():
         message = "Slurm is not installed: run `bash .ci/slurm.sh` (installs slurm-wlm and munge, starts a node)"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -172,7 +173,8 @@ def slurm_cluster():
     cpus = int(subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True,
                               check=True).stdout.split()[0])
     yield {"jobcomp": Path(jobcomp.group(1)), "partition": default, "cpus": cpus}
-    if started:
+    busy = subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip()
+    if started and not busy:  # another session's jobs still queued or running: leave the cluster up for them
         subprocess.run(["bash", str(SLURM_SH), "stop"], capture_output=True)
 
 

@@ -8,8 +8,6 @@ rule alignment:
         f"{RESULTS}/logs/alignment/{{dataset}}/{{pooling}}/{{a}}__{{b}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/alignment/{{dataset}}/{{pooling}}/{{a}}__{{b}}.tsv"
-    group:
-        GROUP_PAIRS
     conda:
         CONDA_ENV
     threads: 1

@@ -12,8 +12,6 @@ rule table:
         f"{RESULTS}/logs/table/{{family}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/table/{{family}}.tsv"
-    group:
-        GROUP_SUMMARY
     conda:
         CONDA_ENV
     threads: 1
@@ -43,8 +41,6 @@ rule figure:
         f"{RESULTS}/logs/figure/{{dataset}}/{{family}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/figure/{{dataset}}/{{family}}.tsv"
-    group:
-        GROUP_SUMMARY
     conda:
         CONDA_ENV
     threads: 1
@@ -79,8 +75,6 @@ rule figure_spectral_steps:
         f"{RESULTS}/logs/figure/{{dataset}}/spectral_steps.log",
     benchmark:
         f"{RESULTS}/benchmarks/figure/{{dataset}}/spectral_steps.tsv"
-    group:
-        GROUP_SUMMARY
     conda:
         CONDA_ENV
     threads: 1
@@ -122,8 +116,6 @@ rule figure_eigenspectrum:
         f"{RESULTS}/logs/figure/{{dataset}}/spectral_eigenspectrum.log",
     benchmark:
         f"{RESULTS}/benchmarks/figure/{{dataset}}/spectral_eigenspectrum.tsv"
-    group:
-        GROUP_SUMMARY
     conda:
         CONDA_ENV
     threads: 1
@@ -159,8 +151,6 @@ rule figure_id_scales:
         f"{RESULTS}/logs/figure/{{dataset}}/intrinsic_dim_scales.log",
     benchmark:
         f"{RESULTS}/benchmarks/figure/{{dataset}}/intrinsic_dim_scales.tsv"
-    group:
-        GROUP_SUMMARY
     conda:
         CONDA_ENV
     threads: 1

@@ -8,8 +8,6 @@ rule geometry:
         f"{RESULTS}/logs/geometry/{{dataset}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/geometry/{{dataset}}/{{model}}.tsv"
-    group:
-        GROUP_METRICS
     conda:
         CONDA_ENV
     threads: 1

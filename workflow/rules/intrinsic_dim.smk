@@ -9,8 +9,6 @@ rule intrinsic_dim:
         f"{RESULTS}/logs/intrinsic_dim/{{dataset}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/intrinsic_dim/{{dataset}}/{{model}}.tsv"
-    group:
-        GROUP_METRICS
     conda:
         CONDA_ENV
     threads: 1

@@ -21,8 +21,6 @@ rule jobs:
         f"{RESULTS}/logs/jobs.log",
     benchmark:
         f"{RESULTS}/benchmarks/jobs.tsv"
-    group:
-        GROUP_SUMMARY
     conda:
         CONDA_ENV
     threads: 1

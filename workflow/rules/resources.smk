@@ -11,13 +11,6 @@ ESTIMATOR = Estimator(
 )
 # extraction runs on one GPU (the default profile runs one extraction per GPU at a time; Slurm allocates one)
 EXTRACT_GPUS = 0 if config["extract"].get("device", "auto") == "cpu" else 1
-# small jobs run together: Snakemake `group:` names, bundled by `--group-components` in profiles/slurm.
-# metrics: per-model metrics from stored activations, spectra and graphs; pairs: per-pair alignment;
-# summary: tables, figures and the jobs table (one job at the end). Not the alignment table and figures: with
-# thousands of pair files as inputs, group membership makes Snakemake's readiness checks quadratic.
-GROUP_METRICS = "metrics"
-GROUP_PAIRS = "pairs"
-GROUP_SUMMARY = "summary"
 
 
 def _wildcards(wildcards):

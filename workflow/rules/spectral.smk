@@ -9,8 +9,6 @@ rule spectral:
         f"{RESULTS}/logs/spectral/{{dataset}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/spectral/{{dataset}}/{{model}}.tsv"
-    group:
-        GROUP_METRICS
     conda:
         CONDA_ENV
     threads: 1
@@ -41,8 +39,6 @@ rule phases:
         f"{RESULTS}/logs/phases.log",
     benchmark:
         f"{RESULTS}/benchmarks/phases.tsv"
-    group:
-        GROUP_SUMMARY
     conda:
         CONDA_ENV
     threads: 1
