@@ -221,25 +221,28 @@ def _need(mem_mb: float, seconds: float) -> Need:
 class Estimator:
     """Memory and wall time of each stage's job, from the config and the model instances.
 
-    ``instances``: ``{name: object with .spec, .revision}``; ``load_spec(inst)`` gives the spec extraction loads
-    (a trained model's checkpoints); ``neighbor_spaces``: the graphs built per pooling (``cosine``, ``euclidean``).
+    ``instances``: ``{name: object with .spec, .revision}`` (a ``trained`` model's shape comes from its config:
+    its checkpoints do not exist yet); ``neighbor_spaces``: the graphs built per pooling (``cosine``, ``euclidean``).
     """
 
-    def __init__(self, config: dict, instances: dict, load_spec=None, neighbor_spaces=()):
+    def __init__(self, config: dict, instances: dict, neighbor_spaces=()):
         self.config = config
         self.instances = instances
-        self.load_spec = load_spec or (lambda inst: inst.spec)
         self.n_spaces = max(1, len(neighbor_spaces))
         self.poolings = len(config["metrics"]["poolings"])
         self._cache: dict = {}
+        self._shapes: dict[str, ModelShape] = {}
 
     # ---- facts
     def shape(self, model: str) -> ModelShape:
-        inst = self.instances[model]
-        spec = dict(inst.spec)
-        if spec["source"] == "trained":  # the checkpoints do not exist yet: their architecture is in the config
-            spec = {k: spec[k] for k in ("source", "config", "modality") if k in spec}
-        return model_shape(spec, inst.revision)
+        shape = self._shapes.get(model)
+        if shape is None:
+            inst = self.instances[model]
+            spec = dict(inst.spec)
+            if spec["source"] == "trained":  # the checkpoints do not exist yet: their architecture is in the config
+                spec = {k: spec[k] for k in ("source", "config", "modality") if k in spec}
+            shape = self._shapes[model] = model_shape(spec, inst.revision)
+        return shape
 
     def samples(self, dataset: str) -> int:
         return dataset_samples(self.config["datasets"][dataset])

@@ -6,9 +6,7 @@
 # the profile's business, not the workflow's.
 from repbench.jobs import Estimator
 
-ESTIMATOR = Estimator(
-    config, INSTANCES, load_spec=load_spec, neighbor_spaces=NEIGHBOR_SPACES
-)
+ESTIMATOR = Estimator(config, INSTANCES, neighbor_spaces=NEIGHBOR_SPACES)
 # extraction runs on one GPU (the default profile runs one extraction per GPU at a time; Slurm allocates one)
 EXTRACT_GPUS = 0 if config["extract"].get("device", "auto") == "cpu" else 1
 
