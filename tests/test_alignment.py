@@ -320,9 +320,9 @@ def test_permutation_relabelling_equals_recomputed_knn(space):
     inverse[perm] = np.arange(150)
     relabelled = inverse[idx_b[perm]]
     np.testing.assert_array_equal(relabelled, knn(B[perm], 9, space, device="cpu")[0])
-    prepared = al.prepare_layers([B], [idx_b], 9, ("mutual_knn", "cknna"))[0].permuted(perm, inverse)
+    prepared = al.prepare_model([B], [idx_b], 9, ("mutual_knn", "cknna")).layers[0].permuted(perm, inverse)
     np.testing.assert_array_equal(prepared.graph, relabelled)
-    fresh = al.prepare_layers([B[perm]], [relabelled], 9, ("cknna",))[0]
+    fresh = al.prepare_model([B[perm]], [relabelled], 9, ("cknna",)).layers[0]
     np.testing.assert_allclose(prepared.cknna.kernel_at_graph, fresh.cknna.kernel_at_graph, rtol=1e-12)
 
 
@@ -333,9 +333,9 @@ def test_permuted_prepared_layers_equal_recomputed_metrics():
     perm = rng.permutation(90)
     inverse = np.empty_like(perm)
     inverse[perm] = np.arange(90)
-    prep_a = al.prepare_layers([A], [ga], 6, al.PAIR_METRICS)
-    prep_b = al.prepare_layers([B], [gb], 6, al.PAIR_METRICS)
-    via_relabel = al.pair_matrices_prepared(prep_a, [prep_b[0].permuted(perm, inverse)], al.PAIR_METRICS)
+    prep_a = al.prepare_model([A], [ga], 6, al.PAIR_METRICS)
+    prep_b = al.prepare_model([B], [gb], 6, al.PAIR_METRICS)
+    via_relabel = al.pair_matrices_prepared(prep_a, prep_b.permuted(perm, inverse), al.PAIR_METRICS)
     direct = al.pair_matrices([A], [B[perm]], [ga], [inverse[gb[perm]]], 6, al.PAIR_METRICS)
     for name in al.PAIR_METRICS:
         np.testing.assert_allclose(via_relabel[name], direct[name], atol=1e-10, err_msg=name)
@@ -388,3 +388,45 @@ def test_input_errors():
         al.linear_cka(np.ones((10, 2)) + np.eye(10, 2), np.ones((9, 2)) + np.eye(9, 2))
     with pytest.raises(ValueError, match="N ≥ 4"):
         al.unbiased_cka(np.ones((3, 2)), np.ones((3, 2)))
+
+
+class CountingLayers:
+    """A lazy layer sequence (like the stage's store reader) that counts how often each layer is read."""
+
+    def __init__(self, layers):
+        self.layers, self.reads = layers, [0] * len(layers)
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        self.reads[i] += 1
+        return self.layers[i].astype(np.float32)
+
+
+def test_feature_budget_bounds_what_is_held_without_changing_any_number():
+    """With a budget below one layer's factor, the dense metrics re-read layers group by group (bounded memory
+    for large N) and give bit-identical matrices and nulls to the all-in-memory path."""
+    rng = np.random.default_rng(15)
+    base = rng.normal(size=(80, 6))
+    layers_a = [base @ rng.normal(size=(6, 9)) + s * rng.normal(size=(80, 9)) for s in (0.1, 0.7, 2.0)]
+    layers_b = [base @ rng.normal(size=(6, 7)) + s * rng.normal(size=(80, 7)) for s in (0.3, 1.5)]
+    ga, gb = np.stack(graphs(*layers_a, kmax=6)), np.stack(graphs(*layers_b, kmax=6))
+    lazy_a, lazy_b = CountingLayers(layers_a), CountingLayers(layers_b)
+    roomy = al.pair_matrices([x.astype(np.float32) for x in layers_a], [x.astype(np.float32) for x in layers_b],
+                             ga, gb, 5, al.PAIR_METRICS)
+    tight = al.pair_matrices(lazy_a, lazy_b, ga, gb, 5, al.PAIR_METRICS, budget_bytes=1)
+    for name in al.PAIR_METRICS:
+        np.testing.assert_array_equal(tight[name], roomy[name], err_msg=name)
+    assert lazy_a.reads == [2, 2, 2]  # preparation + its group of one
+    assert lazy_b.reads == [4, 4]     # preparation + once per group of A
+    null_roomy = al.null_calibration(layers_a, layers_b, ga, gb, 5, ("mutual_knn", "cka", "svcca"), 3, seed=2)
+    null_tight = al.null_calibration(layers_a, layers_b, ga, gb, 5, ("mutual_knn", "cka", "svcca"), 3, seed=2,
+                                     budget_bytes=1)
+    assert null_tight == null_roomy
+
+
+def test_resource_estimate_uses_the_metrics_feature_budget():
+    from repbench import jobs
+
+    assert jobs.FEATURE_BUDGET_BYTES == al.DEFAULT_FEATURE_BUDGET_BYTES

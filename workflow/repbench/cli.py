@@ -232,12 +232,25 @@ def stage_intrinsic_dim(smk) -> None:
     store.write_csv_atomic(frame, smk.output[0])
 
 
-def load_layers(store_path: str | Path, pooling: str, clip_quantile: float | None) -> list[np.ndarray]:
-    """Every layer of one pooling as float32 arrays, clipped at the |x| quantile when configured."""
-    from .metrics.alignment import preprocess
+class StoreLayers:
+    """One pooling's layers of an activation store as a lazy sequence: ``layers[i]`` reads layer i (float32,
+    or float64 clipped at the |x| quantile when configured). The alignment metrics read each layer when they
+    need it, so a pair job holds a bounded number of (N, D) layers at a time, not all of them."""
 
-    arr = np.asarray(store.pooling_array(store_path, pooling))
-    return [preprocess(layer, clip_quantile) if clip_quantile else layer for layer in arr]
+    def __init__(self, store_path: str | Path, pooling: str, clip_quantile: float | None):
+        group = store.zarr.open_group(str(store_path), mode="r")
+        if pooling not in group:
+            raise KeyError(f"{store_path}: no pooling {pooling!r}")
+        self.array, self.clip_quantile = group[pooling], clip_quantile
+
+    def __len__(self) -> int:
+        return self.array.shape[0]
+
+    def __getitem__(self, layer: int) -> np.ndarray:
+        from .metrics.alignment import preprocess
+
+        X = self.array[layer]
+        return preprocess(X, self.clip_quantile) if self.clip_quantile else X
 
 
 def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict):
@@ -258,9 +271,11 @@ def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict)
         raise ValueError(f"{attrs_a['model']!r} and {attrs_b['model']!r} were not extracted on the same sample ids")
     k, metrics, clip = options["k"], options["metrics"], options["clip_quantile"]
     needs_features = any(al.METRICS[m].uses_features for m in metrics)
-    layers_a = load_layers(acts_a, pooling, clip) if needs_features else None
-    layers_b = load_layers(acts_b, pooling, clip) if needs_features else None
-    mats = al.pair_matrices(layers_a, layers_b, graphs_a, graphs_b, k, metrics, svcca_variance=options["svcca_variance"])
+    layers_a = StoreLayers(acts_a, pooling, clip) if needs_features else None
+    layers_b = StoreLayers(acts_b, pooling, clip) if needs_features else None
+    prepared = [al.prepare_model(layers, graphs, k, metrics, svcca_variance=options["svcca_variance"])
+                for layers, graphs in ((layers_a, graphs_a), (layers_b, graphs_b))]
+    mats = al.pair_matrices_prepared(*prepared, metrics)
     n_a, n_b = next(iter(mats.values())).shape
     ds = xr.Dataset({m: (("layer_a", "layer_b"), v) for m, v in mats.items()},
                     coords={"layer_a": np.arange(n_a), "layer_b": np.arange(n_b)})
@@ -281,8 +296,8 @@ def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict)
             low, high = al.bootstrap_ci(per_sample[m](graphs_a[i], graphs_b[j], k), options["bootstrap"], options["seed"])
             ds.attrs.update({f"{m}_max_ci_low": low, f"{m}_max_ci_high": high})
     if options["null_permutations"] and options["null_metrics"]:
-        null = al.null_calibration(layers_a, layers_b, graphs_a, graphs_b, k, options["null_metrics"],
-                                   options["null_permutations"], options["seed"], options["svcca_variance"])
+        null = al.null_calibration_prepared(*prepared, options["null_metrics"], options["null_permutations"],
+                                            options["seed"], observed=mats)
         for m, by_summary in null.items():
             for summary, stats in by_summary.items():
                 for key in ("null_mean", "null_std", "z", "p_value"):
@@ -297,7 +312,7 @@ def stage_alignment(smk) -> None:
     options, pooling = smk.params.options, smk.wildcards.pooling
     graphs = [None, None]
     if any(al.METRICS[m].uses_graphs for m in options["metrics"]):
-        graphs = [store.read_layer_arrays(g, f"{pooling}-cosine")["indices"]
+        graphs = [store.read_layer_arrays(g, f"{pooling}-cosine", names=("indices",))["indices"]
                   for g in (smk.input.neighbors_a, smk.input.neighbors_b)]
     ds = pair_result(smk.input.activations_a, smk.input.activations_b, graphs[0], graphs[1], pooling, options)
     out = Path(smk.output[0])

@@ -42,6 +42,7 @@ SAFETY = 2.0  # on every time estimate
 # long one only until the job is killed for running over)
 CPU_FLOPS_PER_THREAD = 5e9  # numpy/torch code that is not one big matrix product
 DENSE_FLOPS_PER_THREAD = 20e9  # matrix products (BLAS): Gram matrices, distances, CKA cross terms
+FEATURE_BUDGET_BYTES = 1024 * 2**20  # = repbench.metrics.alignment.DEFAULT_FEATURE_BUDGET_BYTES (not imported: numpy)
 GPU_FLOPS = 20e12
 READ_BYTES_PER_S = 100e6  # a busy shared file system
 DEFAULT_PARAMS = 1e9
@@ -336,10 +337,14 @@ class Estimator:
         options = self.config.get("alignment", {})
         ma, mb = min(n, sa.hidden), min(n, sb.hidden)
         kmax = min(self.config["neighbors"]["kmax"], n - 1)
-        prepared = sa.layers * (n * ma * 8 + ma * ma * 8) + sb.layers * (n * mb * 8 + mb * mb * 8)
+        k = options.get("k", 10)
+        # float64 factors (N × min(N, D) per layer) are held up to the metrics' feature budget, the rest of a
+        # layer's terms are O(N·k + D²); one layer in flight as float32 read, float64 copy and permuted copy
+        factors = min(sa.layers * n * ma * 8 + sb.layers * n * mb * 8, FEATURE_BUDGET_BYTES)
+        per_layer = sa.layers * (2 * ma * ma * 8 + n * (24 * k + 32)) + sb.layers * (2 * mb * mb * 8 + n * (24 * k + 32))
         lookup = 2 * min(n * n, 256 * 2**20)  # the N×N neighbour-slot table (dense up to 256 MiB)
-        mem = BASE_MB * MB + 1.5 * prepared + 2 * n * max(sa.hidden, sb.hidden) * 4 \
-            + (sa.layers + sb.layers) * n * kmax * 8 + lookup
+        mem = BASE_MB * MB + factors + per_layer + 3 * n * max(sa.hidden, sb.hidden) * 8 \
+            + (sa.layers + sb.layers) * n * kmax * 4 + lookup
         metrics = set(options.get("metrics", DENSE_ALIGNMENT))
         nulls = set(options.get("null_metrics", ())) & metrics if options.get("null_permutations", 0) else set()
         perms = options.get("null_permutations", 0)

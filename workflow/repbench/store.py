@@ -158,9 +158,10 @@ def write_layer_arrays(path: str | Path, groups: dict[str, dict[str, np.ndarray]
     publish(tmp, path)
 
 
-def read_layer_arrays(path: str | Path, group: str) -> dict[str, np.ndarray]:
-    """All arrays of one subgroup (e.g. one pooling) of a store written by :func:`write_layer_arrays`."""
+def read_layer_arrays(path: str | Path, group: str, names=None) -> dict[str, np.ndarray]:
+    """The arrays of one subgroup (e.g. one pooling) of a store written by :func:`write_layer_arrays`: all of
+    them, or those in ``names``."""
     g = zarr.open_group(str(path), mode="r")
     if group not in g:
         raise KeyError(f"{path}: no group {group!r} (has {sorted(g.group_keys())})")
-    return {name: arr[...] for name, arr in g[group].arrays()}
+    return {name: arr[...] for name, arr in g[group].arrays() if names is None or name in names}

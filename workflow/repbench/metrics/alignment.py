@@ -14,8 +14,11 @@ Kernel family (inputs: features; float64 arithmetic, never an N×N matrix except
 when D > N, see ``_gram_factor``):
     linear_cka, unbiased_cka (Song et al. 2012 HSIC₁ in feature space), cknna (Huh et al. 2024), svcca
     (Raghu et al. 2017).
-Layer × layer: ``pair_matrices`` (per-layer work done once), ``summarize``, ``null_calibration``
-(permutation null), ``bootstrap_ci`` (per-sample kNN terms). Registry ``METRICS`` at the bottom.
+Layer × layer: ``pair_matrices`` (per-layer work done once, one layer read at a time; CKA, unbiased CKA and
+SVCCA of a layer pair all come from one cross product PₐᵀP_b of the centred layers, computed in a pass that
+holds at most ``budget_bytes`` of layers and re-reads the rest, so memory stays bounded for large N),
+``summarize``, ``null_calibration`` (permutation null), ``bootstrap_ci`` (per-sample kNN terms). Registry
+``METRICS`` at the bottom.
 
 Differences from the PRH reference code (documented, not copied): lcs_knn is divided by k; CKNNA/CKA ratios
 have no "+1e-6" in the denominator (undefined ratios give NaN); SVCCA is the paper's definition (variance
@@ -221,9 +224,7 @@ def linear_cka(A, B) -> float:
     Equals HSIC(K, L)/√(HSIC(K, K)·HSIC(L, L)) with K = AAᵀ, L = BBᵀ, HSIC = tr(KHLH). A (N, Dₐ), B (N, D_b).
     Feature-space form: O(N·Dₐ·D_b) time, O(Dₐ·D_b) extra memory. Invariant to rotations and isotropic scaling.
     """
-    a, b = _prepare_kernel_layer(A), _prepare_kernel_layer(B)
-    _check_same_samples(a.factor.shape[0], b.factor.shape[0])
-    return _cka_from_prepared(a, b, _cross_sq_norm(a, b))
+    return _single_pair_score(A, B, "cka")
 
 
 def unbiased_cka(A, B) -> float:
@@ -236,9 +237,13 @@ def unbiased_cka(A, B) -> float:
     HSIC₁ of linear kernels is invariant to translating A or B, so the columns are centred first (numerics
     only). O(N·Dₐ·D_b) time. Needs N ≥ 4; NaN when a self term is ≤ 0. ≈ 0 for independent data.
     """
-    a, b = _prepare_kernel_layer(A), _prepare_kernel_layer(B)
-    _check_same_samples(a.factor.shape[0], b.factor.shape[0])
-    return _unbiased_cka_from_prepared(a, b, _cross_sq_norm(a, b))
+    return _single_pair_score(A, B, "unbiased_cka")
+
+
+def _single_pair_score(A, B, metric: str, **options) -> float:
+    layers_a, layers_b = [_as_features(A)], [_as_features(B)]
+    _check_same_samples(layers_a[0].shape[0], layers_b[0].shape[0])
+    return float(pair_matrices(layers_a, layers_b, None, None, 1, (metric,), **options)[metric][0, 0])
 
 
 def cknna(A, B, idx_a, idx_b, k: int) -> float:
@@ -263,13 +268,12 @@ def svcca(A, B, variance: float = 0.99, n_components: int | None = None) -> floa
     Σ_{l≤r} σ²_l / Σ σ² ≥ ``variance`` (or r = ``n_components``). CCA between the reduced data AᶜV_r = U_rS_r
     and B's: its canonical correlations are the singular values ρ₁ ≥ … of U_{r,a}ᵀU_{r,b} (the reduced data
     spans the orthonormal columns U_r). SVCCA = mean of the min(rₐ, r_b) correlations ∈ [0, 1].
-    O(N·D·min(N, D)) per side + O(N·rₐ·r_b). When r ≥ N−1 every correlation is 1 (CCA is degenerate):
-    use N ≫ r.
+    Evaluated without U (N×r): V and S come from the eigendecomposition of AᶜᵀAᶜ = VS²Vᵀ, and
+    U_{r,a}ᵀU_{r,b} = S_{r,a}⁻¹V_{r,a}ᵀ (AᶜᵀBᶜ) V_{r,b}S_{r,b}⁻¹ reuses CKA's cross product. Directions with
+    σ² ≤ σ²_max·max(N, D)·ε are rank-deficient noise and never kept. O(N·D²) per side + O(N·Dₐ·D_b).
+    When r ≥ N−1 every correlation is 1 (CCA is degenerate): use N ≫ r.
     """
-    _check_same_samples(np.shape(A)[0], np.shape(B)[0])
-    a = _prepare_svcca_layer(_prepare_kernel_layer(A).factor, variance, n_components)
-    b = _prepare_svcca_layer(_prepare_kernel_layer(B).factor, variance, n_components)
-    return _svcca_from_prepared(a, b)
+    return _single_pair_score(A, B, "svcca", svcca_variance=variance, svcca_components=n_components)
 
 
 def _check_same_samples(n_a: int, n_b: int) -> None:
@@ -288,9 +292,13 @@ def _as_features(X) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _KernelLayer:
-    """One layer for CKA / unbiased CKA: a factor P (N, r) with PPᵀ = AᶜAᶜᵀ and its per-layer terms."""
+    """One layer's own terms for CKA / unbiased CKA, from its centred Gram factor P (N, m), PPᵀ = AᶜAᶜᵀ.
 
-    factor: np.ndarray          # P, (N, r)
+    P itself (N×m) is not kept here: pair terms need the cross product PₐᵀP_b, computed in a pass over the
+    layers' factors (``LayerFactors``, ``_dense_scores``).
+    """
+
+    width: int                  # m, columns of P
     self_norm: float            # ‖PᵀP‖_F = ‖AᶜᵀAᶜ‖_F
     row_sq: np.ndarray          # rᵢ = ‖pᵢ‖² = Kᵢᵢ, (N,)
     ones_kt_ones: float         # 1ᵀK̃1
@@ -298,7 +306,7 @@ class _KernelLayer:
     hsic1_self: float           # HSIC₁(K, K)
 
     def permuted(self, perm):
-        return replace(self, factor=self.factor[perm], row_sq=self.row_sq[perm], kt_ones=self.kt_ones[perm])
+        return replace(self, row_sq=self.row_sq[perm], kt_ones=self.kt_ones[perm])
 
 
 def _gram_factor(centred: np.ndarray) -> np.ndarray:
@@ -315,12 +323,11 @@ def _gram_factor(centred: np.ndarray) -> np.ndarray:
     return eigvec[:, keep] * np.sqrt(eigval[keep])
 
 
-def _prepare_kernel_layer(X) -> _KernelLayer:
-    X = _as_features(X)
-    n = X.shape[0]
+def _prepare_kernel_layer(factor: np.ndarray) -> tuple[_KernelLayer, np.ndarray]:
+    """The layer's kernel terms and its (m, m) factor Gram PᵀP (for SVCCA) from its centred factor P."""
+    n = factor.shape[0]
     if n < 4:
         raise ValueError(f"kernel metrics need N ≥ 4 samples, got {n}")
-    factor = _gram_factor(X - X.mean(axis=0))
     row_sq = np.einsum("ij,ij->i", factor, factor)
     column_sum = factor.sum(axis=0)
     ones_kt_ones = float(column_sum @ column_sum - row_sq.sum())
@@ -328,12 +335,56 @@ def _prepare_kernel_layer(X) -> _KernelLayer:
     gram = factor.T @ factor
     self_sq = float(np.sum(gram * gram))
     hsic1_self = _hsic1(self_sq - row_sq @ row_sq, ones_kt_ones, ones_kt_ones, kt_ones @ kt_ones, n)
-    return _KernelLayer(factor, np.sqrt(self_sq), row_sq, ones_kt_ones, kt_ones, hsic1_self)
+    return _KernelLayer(factor.shape[1], np.sqrt(self_sq), row_sq, ones_kt_ones, kt_ones, hsic1_self), gram
 
 
-def _cross_sq_norm(a: _KernelLayer, b: _KernelLayer) -> float:
-    """‖PₐᵀP_b‖²_F = tr(KL) for centred linear kernels. O(N·rₐ·r_b)."""
-    cross = a.factor.T @ b.factor
+class LayerFactors:
+    """Centred Gram factors P (N, m) of one model's layers, computed on demand from ``layers``.
+
+    ``layers[i]`` is any (N, D) array-like (a list of arrays, or a lazy sequence that reads a store). A factor
+    is ``_gram_factor`` of the column-centred float64 layer. Factors are kept while their total stays within
+    ``cache_bytes`` (so small problems compute each once); beyond it a layer is recomputed from ``layers``
+    whenever a pass needs it, which bounds memory for large N. ``permuted`` shares the cache and reorders rows.
+    """
+
+    def __init__(self, layers, cache_bytes: int, perm: np.ndarray | None = None, _cache: dict | None = None):
+        self.layers, self.cache_bytes, self.perm = layers, cache_bytes, perm
+        self._cache = {} if _cache is None else _cache
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def features(self, i: int) -> np.ndarray:
+        """Layer i as a float64 (N, D) array owned by the caller (validated: 2-D, finite), rows not permuted."""
+        X = np.array(self.layers[i], dtype=np.float64)
+        if X.ndim != 2:
+            raise ValueError(f"expected a (samples, features) array, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError("activations contain non-finite values")
+        return X
+
+    def factor_from_features(self, i: int, X: np.ndarray) -> np.ndarray:
+        """Layer i's factor from its features ``X`` (centred in place, so X is consumed); kept if it fits."""
+        X -= X.mean(axis=0)
+        factor = _gram_factor(X)
+        used = sum(f.nbytes for f in self._cache.values())
+        if i not in self._cache and used + factor.nbytes <= self.cache_bytes:
+            self._cache[i] = factor
+        return factor
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        factor = self._cache.get(i)
+        if factor is None:
+            factor = self.factor_from_features(i, self.features(i))
+        return factor if self.perm is None else factor[self.perm]
+
+    def permuted(self, perm: np.ndarray) -> LayerFactors:
+        composed = perm if self.perm is None else self.perm[perm]
+        return LayerFactors(self.layers, self.cache_bytes, composed, self._cache)
+
+
+def _cross_sq_norm(cross: np.ndarray) -> float:
+    """‖PₐᵀP_b‖²_F = tr(KL) for centred linear kernels, from the cross product C = PₐᵀP_b."""
     return float(np.sum(cross * cross))
 
 
@@ -342,7 +393,7 @@ def _cka_from_prepared(a: _KernelLayer, b: _KernelLayer, cross_sq: float) -> flo
 
 
 def _unbiased_cka_from_prepared(a: _KernelLayer, b: _KernelLayer, cross_sq: float) -> float:
-    n = a.factor.shape[0]
+    n = len(a.row_sq)
     hsic_ab = _hsic1(cross_sq - a.row_sq @ b.row_sq, a.ones_kt_ones, b.ones_kt_ones, a.kt_ones @ b.kt_ones, n)
     return _ratio_of_self_terms(hsic_ab, a.hsic1_self, b.hsic1_self)
 
@@ -421,17 +472,20 @@ def _hsic1_sparse(rows, cols, k_vals, l_vals, n: int) -> float:
 
 @dataclass(frozen=True)
 class _SvccaLayer:
-    """One layer for SVCCA: orthonormal basis U_r (N, r) of its top singular subspace."""
+    """One layer for SVCCA: projection W = V_r S_r⁻¹ (m, r), so that U_r = P W is its top singular basis."""
 
-    basis: np.ndarray
+    projection: np.ndarray
 
     def permuted(self, perm):
-        return replace(self, basis=self.basis[perm])
+        return self  # W lives in feature space: permuting samples does not change it
 
 
-def _prepare_svcca_layer(centred_factor: np.ndarray, variance: float, n_components: int | None) -> _SvccaLayer:
-    u, s, _ = np.linalg.svd(centred_factor, full_matrices=False)
-    rank = int(np.sum(s > s.max() * max(centred_factor.shape) * np.finfo(np.float64).eps)) if s.size else 0
+def _prepare_svcca_layer(gram: np.ndarray, n: int, variance: float, n_components: int | None) -> _SvccaLayer:
+    """From the factor Gram PᵀP = VS²Vᵀ (m, m): keep r directions (variance fraction or ``n_components``)."""
+    eigval, eigvec = np.linalg.eigh(gram)
+    eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
+    top = eigval[0] if eigval.size else 0.0
+    rank = int(np.sum(eigval > top * max(n, gram.shape[0]) * np.finfo(np.float64).eps)) if top > 0 else 0
     if rank == 0:
         raise ValueError("SVCCA: layer has zero variance")
     if n_components is not None:
@@ -441,13 +495,14 @@ def _prepare_svcca_layer(centred_factor: np.ndarray, variance: float, n_componen
     else:
         if not 0 < variance <= 1:
             raise ValueError(f"variance must be in (0, 1], got {variance}")
-        explained = np.cumsum(s[:rank] ** 2) / np.sum(s[:rank] ** 2)
-        keep = int(np.searchsorted(explained, variance - 1e-12) + 1)
-    return _SvccaLayer(u[:, :min(keep, rank)])
+        explained = np.cumsum(eigval[:rank]) / np.sum(eigval[:rank])
+        keep = min(int(np.searchsorted(explained, variance - 1e-12) + 1), rank)
+    return _SvccaLayer(eigvec[:, :keep] / np.sqrt(eigval[:keep]))
 
 
-def _svcca_from_prepared(a: _SvccaLayer, b: _SvccaLayer) -> float:
-    correlations = np.linalg.svd(a.basis.T @ b.basis, compute_uv=False)
+def _svcca_from_cross(a: _SvccaLayer, b: _SvccaLayer, cross: np.ndarray) -> float:
+    """Mean of the singular values of U_{r,a}ᵀU_{r,b} = Wₐᵀ (PₐᵀP_b) W_b, clipped to [0, 1]."""
+    correlations = np.linalg.svd(a.projection.T @ cross @ b.projection, compute_uv=False)
     return float(np.clip(correlations, 0.0, 1.0).mean())
 
 
@@ -459,9 +514,13 @@ _GRAPH_METRICS = frozenset(KNN_METRICS + ("cknna",))
 _FEATURE_METRICS = frozenset(("cka", "unbiased_cka", "cknna", "svcca"))
 
 
+DEFAULT_FEATURE_BUDGET_BYTES = 1024 * 2**20  # features held at once by the dense metrics (see LayerFactors)
+_DENSE_PAIR_METRICS = frozenset(("cka", "unbiased_cka", "svcca"))
+
+
 @dataclass(frozen=True)
 class PreparedLayer:
-    """Everything one layer contributes to any pair, computed once (see ``prepare_layers``)."""
+    """Everything one layer contributes to any pair except its N×m factor, computed once (``prepare_model``)."""
 
     graph: np.ndarray | None  # (N, k) int64 k-NN prefix
     kernel: _KernelLayer | None
@@ -477,15 +536,47 @@ class PreparedLayer:
             svcca=None if self.svcca is None else self.svcca.permuted(perm),
         )
 
+    @property
+    def n_samples(self) -> int:
+        if self.graph is not None:
+            return self.graph.shape[0]
+        if self.kernel is not None:
+            return len(self.kernel.row_sq)
+        raise ValueError("empty prepared layer")
 
-def prepare_layers(layers, graphs, k: int, metrics, svcca_variance: float = 0.99,
-                   svcca_components: int | None = None) -> list[PreparedLayer]:
-    """Per-layer work for ``metrics``: k-prefix of the graph, Gram factor and HSIC terms, CKNNA kernel values,
-    SVCCA basis. ``layers`` (L of (N, D)) may be None if only kNN metrics are asked, ``graphs`` (L, N, ≥k) if
-    only CKA/unbiased CKA/SVCCA are. Cost O(L·N·D·min(N, D)) at most (SVCCA's SVD)."""
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """One model's prepared layers plus access to their factors (only when a dense pair metric is asked)."""
+
+    layers: list[PreparedLayer]
+    factors: LayerFactors | None
+    budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def permuted(self, perm: np.ndarray, inverse: np.ndarray) -> PreparedModel:
+        """Samples reordered (new sample i = old perm[i]) without recomputing anything per layer."""
+        return replace(self, layers=[layer.permuted(perm, inverse) for layer in self.layers],
+                       factors=None if self.factors is None else self.factors.permuted(perm))
+
+
+def prepare_model(layers, graphs, k: int, metrics, svcca_variance: float = 0.99,
+                  svcca_components: int | None = None,
+                  budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES) -> PreparedModel:
+    """Per-layer work for ``metrics``, one layer at a time: k-prefix of the graph, centred Gram factor and its
+    HSIC terms, CKNNA kernel values, SVCCA projection.
+
+    ``layers`` (L of (N, D), e.g. a lazy sequence reading a store; None if only kNN metrics are asked) is read
+    once here; when a dense pair metric (CKA, unbiased CKA, SVCCA) is asked, the factors are kept up to a quarter
+    of ``budget_bytes`` and re-read from ``layers`` beyond it. ``graphs`` (L, N, ≥k), None if only CKA/unbiased
+    CKA/SVCCA are asked. Cost O(L·N·D·min(N, D)); memory O(N·(k + D)) per layer in flight plus the kept factors.
+    """
     metrics = _validated_metrics(metrics)
     need_graph = bool(_GRAPH_METRICS & set(metrics))
     need_features = bool(_FEATURE_METRICS & set(metrics))
+    need_kernel = bool(_DENSE_PAIR_METRICS & set(metrics))
     if need_graph and graphs is None:
         raise ValueError(f"metrics {sorted(_GRAPH_METRICS & set(metrics))} need neighbour graphs")
     if need_features and layers is None:
@@ -493,83 +584,123 @@ def prepare_layers(layers, graphs, k: int, metrics, svcca_variance: float = 0.99
     n_layers = len(graphs) if need_graph else len(layers)
     if need_graph and need_features and len(layers) != len(graphs):
         raise ValueError(f"{len(layers)} layers but {len(graphs)} graphs")
+    factors = LayerFactors(layers, budget_bytes // 4) if need_features else None
     prepared = []
     for layer in range(n_layers):
         graph = _prefix(graphs[layer], k) if need_graph else None
-        features = _as_features(layers[layer]) if need_features else None
-        kernel = _prepare_kernel_layer(features) if {"cka", "unbiased_cka", "svcca"} & set(metrics) else None
-        prepared.append(PreparedLayer(
-            graph=graph,
-            kernel=kernel,
-            cknna=_prepare_cknna_layer(features, graph) if "cknna" in metrics else None,
-            svcca=(_prepare_svcca_layer(kernel.factor, svcca_variance, svcca_components)
-                   if "svcca" in metrics else None),
-        ))
-    return prepared
+        features = factors.features(layer) if need_features else None
+        if graph is not None and features is not None and features.shape[0] != graph.shape[0]:
+            raise ValueError(f"features have {features.shape[0]} samples but the graph has {graph.shape[0]}")
+        cknna_layer = _prepare_cknna_layer(features, graph) if "cknna" in metrics else None
+        kernel = svcca_layer = None
+        if need_kernel:
+            kernel, gram = _prepare_kernel_layer(factors.factor_from_features(layer, features))
+            if "svcca" in metrics:
+                svcca_layer = _prepare_svcca_layer(gram, features.shape[0], svcca_variance, svcca_components)
+        prepared.append(PreparedLayer(graph=graph, kernel=kernel, cknna=cknna_layer, svcca=svcca_layer))
+        del features
+    return PreparedModel(prepared, factors if need_kernel else None, budget_bytes)
 
 
 def pair_matrices(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=PAIR_METRICS,
-                  svcca_variance: float = 0.99, svcca_components: int | None = None) -> dict[str, np.ndarray]:
+                  svcca_variance: float = 0.99, svcca_components: int | None = None,
+                  budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES) -> dict[str, np.ndarray]:
     """Layer × layer matrices of every metric for one model pair: {name: float64 (Lₐ, L_b)}, [i, j] = (A layer i,
     B layer j).
 
-    layers_* : sequences of (N, D) float arrays (None when only kNN metrics are asked);
+    layers_* : sequences of (N, D) float arrays (None when only kNN metrics are asked); a lazy sequence (e.g.
+               reading a Zarr store) keeps memory bounded for large N: see ``budget_bytes``;
     graphs_*  : int arrays (L, N, kmax) of cosine neighbour graphs (None when no kNN metric/CKNNA is asked);
-    k ≤ kmax; metrics ⊆ {mutual_knn, cycle_knn_ab, cycle_knn_ba, lcs_knn, cka, unbiased_cka, cknna, svcca}.
+    k ≤ kmax; metrics ⊆ {mutual_knn, cycle_knn_ab, cycle_knn_ba, lcs_knn, cka, unbiased_cka, cknna, svcca};
+    budget_bytes : float64 factors (N×min(N, D) each) held at once by the dense metrics; A's layers go through
+               in groups of at most half of it, B's are re-read once per group when they do not fit.
     cycle_knn_ab[i, j] = cycle_knn(Aᵢ, B_j) (via B's neighbours, back through A's); cycle_knn_ba[i, j] =
-    cycle_knn(B_j, Aᵢ). Per-layer work (graph prefixes, centring, Gram factors, SVDs, CKNNA kernel values) is
-    done once per layer, not per pair. Per pair: O(N·k) for mutual/cycle kNN and CKNNA (O(N·k·log(N·k)) when
-    N² exceeds ``DENSE_LOOKUP_MAX_BYTES``), O(N·k²) for LCS, O(N·rₐ·r_b) for the CKA family and SVCCA
-    (r = min(N, D), or the kept SVCCA directions).
+    cycle_knn(B_j, Aᵢ). Per-layer work (graph prefixes, centring, Gram factors, SVCCA bases, CKNNA kernel values)
+    is done once per layer, not per pair. Per pair: O(N·k) for mutual/cycle kNN and CKNNA (O(N·k·log(N·k)) when
+    N² exceeds ``DENSE_LOOKUP_MAX_BYTES``), O(N·k²) for LCS, O(N·rₐ·r_b) for the CKA family and SVCCA (one
+    cross product PₐᵀP_b, r = min(N, D)).
     """
     metrics = _validated_metrics(metrics)
-    prepared_a = prepare_layers(layers_a, graphs_a, k, metrics, svcca_variance, svcca_components)
-    prepared_b = prepare_layers(layers_b, graphs_b, k, metrics, svcca_variance, svcca_components)
-    return pair_matrices_prepared(prepared_a, prepared_b, metrics)
+    options = dict(svcca_variance=svcca_variance, svcca_components=svcca_components, budget_bytes=budget_bytes)
+    model_a = prepare_model(layers_a, graphs_a, k, metrics, **options)
+    model_b = prepare_model(layers_b, graphs_b, k, metrics, **options)
+    return pair_matrices_prepared(model_a, model_b, metrics)
 
 
-def pair_matrices_prepared(prepared_a, prepared_b, metrics=PAIR_METRICS) -> dict[str, np.ndarray]:
-    """``pair_matrices`` on layers already run through ``prepare_layers`` (e.g. reused across permutations).
+def pair_matrices_prepared(model_a: PreparedModel, model_b: PreparedModel, metrics=PAIR_METRICS) -> dict[str, np.ndarray]:
+    """``pair_matrices`` on models already run through ``prepare_model`` (e.g. reused across permutations).
 
-    Loops over B's layers outside, so only one B-layer slot look-up (≤ ``DENSE_LOOKUP_MAX_BYTES``) is alive.
+    Graph metrics loop over B's layers outside, so only one B-layer slot look-up (≤ ``DENSE_LOOKUP_MAX_BYTES``)
+    is alive; dense metrics go through ``_dense_scores``.
     """
     metrics = _validated_metrics(metrics)
-    if prepared_a and prepared_b:
-        _check_same_samples(_n_samples(prepared_a[0]), _n_samples(prepared_b[0]))
-    out = {name: np.full((len(prepared_a), len(prepared_b)), np.nan) for name in metrics}
-    uses_graphs = bool(_GRAPH_METRICS & set(metrics))
-    for j, b in enumerate(prepared_b):
-        lookup_b = _SlotLookup.from_graph(b.graph) if uses_graphs else None
-        for i, a in enumerate(prepared_a):
-            for name, value in _pair_scores(a, b, lookup_b, metrics).items():
-                out[name][i, j] = value
+    if len(model_a) and len(model_b):
+        _check_same_samples(model_a.layers[0].n_samples, model_b.layers[0].n_samples)
+    out = {name: np.full((len(model_a), len(model_b)), np.nan) for name in metrics}
+    graph_metrics = [m for m in metrics if m in _GRAPH_METRICS]
+    if graph_metrics:
+        for j, b in enumerate(model_b.layers):
+            lookup_b = _SlotLookup.from_graph(b.graph)
+            for i, a in enumerate(model_a.layers):
+                for name, value in _graph_scores(a, b, lookup_b, graph_metrics).items():
+                    out[name][i, j] = value
+    dense_metrics = [m for m in metrics if m in _DENSE_PAIR_METRICS]
+    if dense_metrics:
+        _dense_scores(model_a, model_b, dense_metrics, out)
     return out
 
 
-def _pair_scores(a: PreparedLayer, b: PreparedLayer, lookup_b: _SlotLookup | None, metrics) -> dict[str, float]:
+def _graph_scores(a: PreparedLayer, b: PreparedLayer, lookup_b: _SlotLookup, metrics) -> dict[str, float]:
+    relations = _relations(a.graph, lookup_b)
+    k = a.graph.shape[1]
     scores = {}
-    if lookup_b is not None:
-        relations = _relations(a.graph, lookup_b)
-        k = a.graph.shape[1]
-        if "mutual_knn" in metrics:
-            scores["mutual_knn"] = float(np.count_nonzero(relations.positions >= 0) / relations.positions.size)
-        if "lcs_knn" in metrics:
-            scores["lcs_knn"] = float(_lcs_lengths(relations.positions).mean() / k)
-        if "cycle_knn_ab" in metrics:
-            scores["cycle_knn_ab"] = float(relations.cycle_ab().mean())
-        if "cycle_knn_ba" in metrics:
-            scores["cycle_knn_ba"] = float(relations.cycle_ba().mean())
-        if "cknna" in metrics:
-            scores["cknna"] = _cknna_from_prepared(a.cknna, b.cknna, relations.positions)
-    if {"cka", "unbiased_cka"} & set(metrics):
-        cross_sq = _cross_sq_norm(a.kernel, b.kernel)
-        if "cka" in metrics:
-            scores["cka"] = _cka_from_prepared(a.kernel, b.kernel, cross_sq)
-        if "unbiased_cka" in metrics:
-            scores["unbiased_cka"] = _unbiased_cka_from_prepared(a.kernel, b.kernel, cross_sq)
-    if "svcca" in metrics:
-        scores["svcca"] = _svcca_from_prepared(a.svcca, b.svcca)
+    if "mutual_knn" in metrics:
+        scores["mutual_knn"] = float(np.count_nonzero(relations.positions >= 0) / relations.positions.size)
+    if "lcs_knn" in metrics:
+        scores["lcs_knn"] = float(_lcs_lengths(relations.positions).mean() / k)
+    if "cycle_knn_ab" in metrics:
+        scores["cycle_knn_ab"] = float(relations.cycle_ab().mean())
+    if "cycle_knn_ba" in metrics:
+        scores["cycle_knn_ba"] = float(relations.cycle_ba().mean())
+    if "cknna" in metrics:
+        scores["cknna"] = _cknna_from_prepared(a.cknna, b.cknna, relations.positions)
     return scores
+
+
+def _dense_scores(model_a: PreparedModel, model_b: PreparedModel, metrics, out: dict[str, np.ndarray]) -> None:
+    """CKA, unbiased CKA and SVCCA of every layer pair from one cross product C = PₐᵀP_b each.
+
+    A's layers go in groups whose factors take at most half of A's budget; for each group every B factor is
+    fetched once (from the cache or re-read), so memory stays within the budget plus one B layer.
+    """
+    n = model_a.layers[0].n_samples
+    group_bytes = max(1, model_a.budget_bytes // 2)
+    group: list[int] = []
+    groups, size = [], 0
+    for i, layer in enumerate(model_a.layers):
+        width_bytes = n * layer.kernel.width * 8
+        if group and size + width_bytes > group_bytes:
+            groups.append(group)
+            group, size = [], 0
+        group.append(i)
+        size += width_bytes
+    groups.append(group)
+    for rows in groups:
+        factors_a = {i: model_a.factors[i] for i in rows}
+        for j, b in enumerate(model_b.layers):
+            factor_b = model_b.factors[j]
+            for i in rows:
+                a = model_a.layers[i]
+                cross = factors_a[i].T @ factor_b
+                cross_sq = _cross_sq_norm(cross)
+                if "cka" in metrics:
+                    out["cka"][i, j] = _cka_from_prepared(a.kernel, b.kernel, cross_sq)
+                if "unbiased_cka" in metrics:
+                    out["unbiased_cka"][i, j] = _unbiased_cka_from_prepared(a.kernel, b.kernel, cross_sq)
+                if "svcca" in metrics:
+                    out["svcca"][i, j] = _svcca_from_cross(a.svcca, b.svcca, cross)
+            del factor_b
+        del factors_a
 
 
 def _validated_metrics(metrics) -> tuple[str, ...]:
@@ -620,7 +751,8 @@ def _matched_depth(m: np.ndarray) -> float:
 
 def null_calibration(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=KNN_METRICS,
                      n_permutations: int = 100, seed: int = 0, svcca_variance: float = 0.99,
-                     svcca_components: int | None = None) -> dict:
+                     svcca_components: int | None = None,
+                     budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES) -> dict:
     """Permutation null for every summary of every metric.
 
     B's sample order is permuted P times (``numpy.random.default_rng(seed)``); with perm a permutation and
@@ -631,38 +763,41 @@ def null_calibration(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=KNN
     Returns {metric: {summary: {observed, null_mean, null_std (ddof=1), z = (observed − mean)/std,
     p_value = (1 + #{null ≥ observed})/(1 + P), n_permutations}}} for summary in (max, last, matched_depth).
     Cost: P × ``pair_matrices_prepared`` (per-layer preparation is permuted, not recomputed). The dense
-    metrics (CKA family, SVCCA) cost O(N·rₐ·r_b) per layer pair and permutation: prefer the kNN metrics or a
-    small P for them.
+    metrics (CKA family, SVCCA) cost O(N·rₐ·r_b) per layer pair and permutation, i.e. P full passes over the
+    features: prefer the kNN metrics or a small P for them.
     """
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be ≥ 1, got {n_permutations}")
     metrics = _validated_metrics(metrics)
-    prepared_a = prepare_layers(layers_a, graphs_a, k, metrics, svcca_variance, svcca_components)
-    prepared_b = prepare_layers(layers_b, graphs_b, k, metrics, svcca_variance, svcca_components)
-    observed = {name: summarize(mat) for name, mat in pair_matrices_prepared(prepared_a, prepared_b, metrics).items()}
-    n = _n_samples(prepared_b[0])
+    options = dict(svcca_variance=svcca_variance, svcca_components=svcca_components, budget_bytes=budget_bytes)
+    prepared_a = prepare_model(layers_a, graphs_a, k, metrics, **options)
+    prepared_b = prepare_model(layers_b, graphs_b, k, metrics, **options)
+    return null_calibration_prepared(prepared_a, prepared_b, metrics, n_permutations, seed)
+
+
+def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, metrics, n_permutations: int,
+                              seed: int = 0, observed: dict[str, np.ndarray] | None = None) -> dict:
+    """``null_calibration`` on prepared models; ``observed`` (the unpermuted matrices, if already computed)
+    saves one pass."""
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be ≥ 1, got {n_permutations}")
+    metrics = _validated_metrics(metrics)
+    if observed is None:
+        observed = pair_matrices_prepared(model_a, model_b, metrics)
+    observed = {name: summarize(observed[name]) for name in metrics}
+    n = model_b.layers[0].n_samples
     rng = np.random.default_rng(seed)
     null = {name: {s: np.empty(n_permutations) for s in SUMMARIES} for name in metrics}
     for p in range(n_permutations):
         perm = rng.permutation(n)
         inverse = np.empty_like(perm)
         inverse[perm] = np.arange(n)
-        permuted_b = [layer.permuted(perm, inverse) for layer in prepared_b]
-        for name, mat in pair_matrices_prepared(prepared_a, permuted_b, metrics).items():
+        permuted_b = model_b.permuted(perm, inverse)
+        for name, mat in pair_matrices_prepared(model_a, permuted_b, metrics).items():
             summary = summarize(mat)
             for s in SUMMARIES:
                 null[name][s][p] = summary[s]
     return {name: {s: _null_statistics(observed[name][s], null[name][s]) for s in SUMMARIES} for name in metrics}
-
-
-def _n_samples(layer: PreparedLayer) -> int:
-    if layer.graph is not None:
-        return layer.graph.shape[0]
-    if layer.kernel is not None:
-        return layer.kernel.factor.shape[0]
-    if layer.svcca is not None:
-        return layer.svcca.basis.shape[0]
-    raise ValueError("empty prepared layer")
 
 
 def _null_statistics(observed: float, null: np.ndarray) -> dict:
