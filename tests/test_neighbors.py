@@ -153,3 +153,47 @@ def test_cpu_workers_match_serial_and_restore_thread_count():
     expected = brute_force_knn(X, 7, "euclidean")
     np.testing.assert_array_equal(parallel[0], expected[0])
     np.testing.assert_array_equal(parallel[1], expected[1])
+
+
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("kmax", [1, 12, 40])
+@pytest.mark.parametrize("block_size", [5, 37, 64, None])
+def test_symmetric_tiles_equal_row_blocks_and_brute_force(space, kmax, block_size, monkeypatch):
+    """The CPU symmetric tiles (forced: explicit block_size, or a minimum side of 1) give bit for bit the
+    result of the row-block search and of brute force, with ties, duplicates and N not a multiple of S."""
+    from repbench import neighbors
+
+    X = data_with_ties(np.random.default_rng(9), n=203, d=5)
+    X[150:170] = X[40]  # 21 copies: saturated rows for kmax = 12 and 40
+    X[171] = -X[41]
+    monkeypatch.setattr(neighbors, "_SYMMETRIC_MIN_SIDE", 1)
+    tiles = knn(X, kmax, space, block_size=block_size, device="cpu")
+    monkeypatch.setattr(neighbors, "_use_symmetric_tiles", lambda *args: False)
+    rows = knn(X, kmax, space, block_size=block_size, device="cpu")
+    expected = brute_force_knn(X, kmax, space)
+    for got in (tiles, rows):
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_symmetric_tiles_float32_input_and_integer_ties():
+    """float32 Euclidean input (gathered as float32 in the exact step) and an integer grid full of exact ties."""
+    from repbench import neighbors
+
+    X = np.random.default_rng(10).integers(-2, 3, size=(257, 3)).astype(np.float32)
+    for block_size in (16, 100):
+        got = knn(X, 20, "euclidean", block_size=block_size, device="cpu")
+        ref_idx, ref_dist = dense_reference(X, 20, "euclidean")
+        np.testing.assert_array_equal(got[0], ref_idx)
+        np.testing.assert_array_equal(got[1], ref_dist.astype(np.float32))
+    assert neighbors._narrowest_exact(X.astype(np.float64)).dtype == np.float32
+    assert neighbors._narrowest_exact(X.astype(np.float64) / 3).dtype == np.float64
+
+
+def test_tile_side_is_gemm_friendly_and_within_budget():
+    from repbench.neighbors import _tile_side_from_budget
+
+    assert _tile_side_from_budget(2048, 128 * 2**20) == 256
+    assert _tile_side_from_budget(20000, 128 * 2**20) == 2560
+    assert _tile_side_from_budget(50000, 126 * 2**20) == 3840  # 8·S² ≤ budget
+    assert _tile_side_from_budget(100, 128 * 2**20) == 13
