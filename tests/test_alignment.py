@@ -430,3 +430,20 @@ def test_resource_estimate_uses_the_metrics_feature_budget():
     from repbench import jobs
 
     assert jobs.FEATURE_BUDGET_BYTES == al.DEFAULT_FEATURE_BUDGET_BYTES
+
+
+def test_store_layers_read_lazily_and_name_model_and_layer_on_non_finite_values(tmp_path):
+    from repbench import store
+    from repbench.cli import StoreLayers
+
+    path = tmp_path / "m.zarr"
+    group = store.create_activation_store(path, sample_ids=[f"s{i}" for i in range(6)], n_layers=2, n_features=3,
+                                          poolings=["mean"], chunk_samples=6, dtype="float32", attrs={"model": "m1"})
+    values = np.arange(36, dtype=np.float32).reshape(2, 6, 3)
+    values[1, 4, 2] = np.nan
+    group["mean"][...] = values
+    layers = StoreLayers(path, "mean", None)
+    assert len(layers) == 2
+    np.testing.assert_array_equal(layers[0], values[0])
+    with pytest.raises(ValueError, match="model 'm1', pooling 'mean', layer 1: activations contain non-finite"):
+        layers[1]

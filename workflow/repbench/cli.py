@@ -242,6 +242,7 @@ class StoreLayers:
         if pooling not in group:
             raise KeyError(f"{store_path}: no pooling {pooling!r}")
         self.array, self.clip_quantile = group[pooling], clip_quantile
+        self.where = f"model {group.attrs.get('model', str(store_path))!r}, pooling {pooling!r}"
 
     def __len__(self) -> int:
         return self.array.shape[0]
@@ -250,6 +251,8 @@ class StoreLayers:
         from .metrics.alignment import preprocess
 
         X = self.array[layer]
+        if not np.isfinite(X).all():
+            raise ValueError(f"{self.where}, layer {layer}: activations contain non-finite values")
         return preprocess(X, self.clip_quantile) if self.clip_quantile else X
 
 
