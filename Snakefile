@@ -1,10 +1,13 @@
-# repbench: representation-geometry benchmarks. `snakemake --cores N` runs config/config.yaml.
+# repbench: representation-geometry benchmarks. `snakemake --cores N` runs config/config.yaml; with
+# `--configfile my.yaml` your config stands alone (the embedded default is not merged into it).
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -102,11 +102,25 @@ SEMANTIC = [
     ("alignment k above kmax", lambda c: c.update(neighbors={"kmax": 8}, alignment={"k": 9},
                                                   metrics={"families": ["geometry"]}), "alignment.k"),
     ("local ID k above kmax", lambda c: c.update(neighbors={"kmax": 8}, metrics={"intrinsic_dim": {
-        "local_k": 16, "gride_max_scale": 2, "mle_k": 5, "figure_gride_n1": 1}}), "metrics.intrinsic_dim.local_k"),
+        "local_k": 16, "gride_max_scale": 2, "mle_k": 5}}, figures={"intrinsic_dim": {"gride_n1": 1}}),
+     "metrics.intrinsic_dim.local_k"),
+    ("GRIDE scale drawn above the largest", lambda c: c.update(figures={"intrinsic_dim": {"gride_n1": 64}}),
+     "figures.intrinsic_dim.gride_n1"),
     ("k <= 0", lambda c: c.update(alignment={"k": 0}), "alignment.k"),
     ("unknown alignment model", lambda c: c.update(alignment={"models": ["m", "ghost"]}), "alignment.models.1"),
-    ("null metric not computed", lambda c: c.update(alignment={"metrics": ["cka"], "null_metrics": ["mutual_knn"],
-                                                               "heatmap_metric": "cka"}), "alignment.null_metrics.0"),
+    ("null metric not computed", lambda c: c.update(alignment={"metrics": ["cka"], "null_metrics": ["mutual_knn"]},
+                                                    figures={"alignment": {"metric": "cka"}}), "alignment.null_metrics.0"),
+    ("figure metric not computed", lambda c: c.update(alignment={"metrics": ["cka"], "null_metrics": []}),
+     "figures.alignment.metric"),
+    ("unknown spectral metric", lambda c: c.update(metrics={"spectral": {"metrics": ["rankme", "alpha_req"]}}),
+     "metrics.spectral.metrics.0"),
+    ("unknown ID estimator", lambda c: c.update(metrics={"intrinsic_dim": {"estimators": ["twonn", "mada"]}}),
+     "metrics.intrinsic_dim.estimators.1"),
+    ("unknown alignment metric", lambda c: c.update(alignment={"metrics": ["mutual_knn", "cca"]}),
+     "alignment.metrics.1"),
+    ("figure option under its old key", lambda c: c.update(alignment={"heatmap_metric": "cka"}),
+     "alignment.heatmap_metric"),
+    ("clipping under its old key", lambda c: c.update(alignment={"clip_quantile": 0.95}), "alignment.clip_quantile"),
     ("alpha window empty", lambda c: c.update(metrics={"spectral": {"alpha_req": {"rank_min": 50, "rank_max": 20}}}),
      "metrics.spectral.alpha_req"),
     ("training on unknown dataset", lambda c: c["models"].update(t={
@@ -161,3 +175,23 @@ def test_trained_models_expand_to_step_instances():
                              "train": {"dataset": "docs", "steps": [100, 0, 10]}}
     instances = [i for i in check(config) if i.base == "t"]
     assert [(i.name, i.step) for i in instances] == [("t@step0", 0), ("t@step10", 10), ("t@step100", 100)]
+
+
+def test_moved_key_error_names_the_new_key():
+    config = base()
+    config["metrics"] = {"intrinsic_dim": {"figure_gride_n1": 2}}
+    with pytest.raises(ConfigError, match="moved to `figures.intrinsic_dim.gride_n1`"):
+        check(config)
+
+
+def test_neighbor_spaces_follow_the_chosen_metrics():
+    from repbench.config import neighbor_spaces
+
+    config = base()
+    check(config)
+    assert neighbor_spaces(config, has_pairs=True) == ["cosine", "euclidean"]
+    assert neighbor_spaces(config, has_pairs=False) == ["euclidean"]
+    config["alignment"]["metrics"] = ["cka", "svcca"]  # dense metrics read features, no graph
+    assert neighbor_spaces(config, has_pairs=True) == ["euclidean"]
+    config["metrics"]["families"] = ["geometry", "spectral"]
+    assert neighbor_spaces(config, has_pairs=True) == []

@@ -67,14 +67,37 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+# keys that moved: (old path, new path). Figure-only options live under figures.<family>, so changing one reruns
+# figures only; the cosine graphs' clipping is a neighbors option (it decides the graphs, not one pair job).
+MOVED_KEYS = (
+    ("metrics.intrinsic_dim.figure_gride_n1", "figures.intrinsic_dim.gride_n1"),
+    ("metrics.intrinsic_dim.scale_figure_layers", "figures.intrinsic_dim.scale_layers"),
+    ("metrics.spectral.eigenspectrum_layers", "figures.spectral.eigenspectrum_layers"),
+    ("alignment.heatmap_metric", "figures.alignment.metric"),
+    ("alignment.summary", "figures.alignment.summary"),
+    ("alignment.clip_quantile", "neighbors.clip_quantile"),
+)
+
+
+def _check_moved_keys(config: dict) -> None:
+    for old, new in MOVED_KEYS:
+        node = config
+        for part in old.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            raise ConfigError(f"invalid config at `{old}`: this key moved to `{new}`")
+
+
 def validate_config(config: dict) -> dict:
     """Validate ``config`` in place against the schema (filling defaults) and return it.
 
-    Uses ``snakemake.utils.validate``; its error is re-raised as :class:`ConfigError` naming the key path.
+    Uses ``snakemake.utils.validate``; its error is re-raised as :class:`ConfigError` naming the key path. Metric
+    names are checked against :mod:`repbench.registry` (the one list of metrics), not the schema.
     """
     import jsonschema
     from snakemake.utils import validate
 
+    _check_moved_keys(config)
     try:
         validate(config, str(SCHEMA_PATH), set_default=True)
     except Exception as exc:  # snakemake wraps the jsonschema error in a WorkflowError
@@ -82,7 +105,50 @@ def validate_config(config: dict) -> dict:
         if cause is None:
             raise
         raise ConfigError(f"invalid config at `{_key_path(cause)}`: {cause.message}") from None
+    _check_metric_names(config)
     return config
+
+
+# config key holding each family's chosen metrics (geometry has no choice: all of its metrics)
+METRIC_KEYS = {
+    "spectral": "metrics.spectral.metrics",
+    "intrinsic_dim": "metrics.intrinsic_dim.estimators",
+    "alignment": "alignment.metrics",
+}
+
+
+def _lookup(config: dict, path: str):
+    node = config
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def chosen_metrics(config: dict, family: str) -> list[str]:
+    """The metrics of ``family`` a (validated) config computes, in config order."""
+    from .registry import names
+
+    return list(_lookup(config, METRIC_KEYS[family])) if family in METRIC_KEYS else list(names(family))
+
+
+def _check_metric_names(config: dict) -> None:
+    from .registry import LAYER_FAMILIES, names
+
+    for i, family in enumerate(config["metrics"]["families"]):
+        if family not in LAYER_FAMILIES:
+            raise ConfigError(
+                f"invalid config at `metrics.families.{i}`: unknown family {family!r} "
+                f"(known: {', '.join(LAYER_FAMILIES)})"
+            )
+    lists = dict(METRIC_KEYS, null_metrics="alignment.null_metrics")
+    for key, path in lists.items():
+        family = "alignment" if key == "null_metrics" else key
+        for i, name in enumerate(_lookup(config, path)):
+            if name not in names(family):
+                raise ConfigError(
+                    f"invalid config at `{path}.{i}`: unknown {family} metric {name!r} "
+                    f"(known: {', '.join(names(family))})"
+                )
 
 
 def _find_validation_error(exc: BaseException):
@@ -228,9 +294,9 @@ def _check_neighbor_counts(config: dict) -> None:
                     f"invalid config at `metrics.intrinsic_dim.{key}`: needs {need} neighbours but "
                     f"neighbors.kmax is {kmax}; raise neighbors.kmax or lower {key}"
                 )
-        if idc["figure_gride_n1"] > idc["gride_max_scale"]:
+        if config["figures"]["intrinsic_dim"]["gride_n1"] > idc["gride_max_scale"]:
             raise ConfigError(
-                "invalid config at `metrics.intrinsic_dim.figure_gride_n1`: above gride_max_scale "
+                "invalid config at `figures.intrinsic_dim.gride_n1`: above metrics.intrinsic_dim.gride_max_scale "
                 f"({idc['gride_max_scale']})"
             )
 
@@ -248,8 +314,11 @@ def _check_alignment(config: dict, instances: list[ModelInstance]) -> None:
     for j, name in enumerate(align["null_metrics"]):
         if name not in align["metrics"]:
             raise ConfigError(f"invalid config at `alignment.null_metrics.{j}`: {name!r} is not in alignment.metrics")
-    if align["heatmap_metric"] not in align["metrics"]:
-        raise ConfigError("invalid config at `alignment.heatmap_metric`: not among alignment.metrics")
+    shown = config["figures"]["alignment"]["metric"]
+    if align["enabled"] and shown not in align["metrics"]:
+        raise ConfigError(
+            f"invalid config at `figures.alignment.metric`: {shown!r} is not among alignment.metrics {align['metrics']}"
+        )
 
 
 def alignment_pairs(config: dict, instances: list[ModelInstance]) -> list[tuple[str, str, str]]:
@@ -293,3 +362,11 @@ def fingerprint(obj: Any) -> str:
     """A short stable hash of a JSON-able object (config slices recorded in outputs)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def neighbor_spaces(config: dict, has_pairs: bool) -> list[str]:
+    """The k-NN graph spaces the chosen metrics read (``cosine`` for alignment, ``euclidean`` for intrinsic dim)."""
+    from .registry import graph_spaces
+
+    layer_metrics = [m for family in config["metrics"]["families"] for m in chosen_metrics(config, family)]
+    return graph_spaces(layer_metrics, chosen_metrics(config, "alignment") if has_pairs else [])

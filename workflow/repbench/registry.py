@@ -1,0 +1,105 @@
+"""Every metric repbench computes, in one table.
+
+This module imports nothing heavy (no numpy): the Snakefile, the resource estimates, config validation, the stages
+and the tables all read it. Adding a metric means adding its function to its family module
+(``repbench.metrics.<family>``) and one :class:`Metric` line here; definitions live in ``docs/metrics.md``.
+
+Families:
+
+``layer`` families (``metrics.families`` in the config) give one row per (model, pooling, layer, metric) in
+``results/metrics/{dataset}/{model}/{family}.csv``; the ``pair`` family (``alignment``) gives one
+layer × layer matrix per (model pair, pooling, metric) in ``results/alignment/{dataset}/{pooling}/{A}__{B}.nc``.
+
+What a metric reads decides which stores its job needs:
+
+* ``features`` — the pooled activations ``results/activations/{dataset}/{model}.zarr``;
+* ``graphs`` — the exact k-NN graphs ``results/neighbors/{dataset}/{space}/{model}.zarr`` of ``space``
+  (``cosine``: L2-normalised rows, for alignment; ``euclidean``: raw rows, for intrinsic dimension);
+* ``spectra`` — the per-layer eigenvalues ``results/spectra/{dataset}/{model}.zarr``.
+
+``dense`` marks metrics whose cost grows with products of the features (O(N·D²) per layer or layer pair) rather
+than with the graph size O(N·k): resource estimates and the permutation null treat them differently.
+``per_sample`` names the function of the family module that gives the metric's per-sample terms (bootstrap
+intervals use them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FAMILIES = {  # family -> scope
+    "geometry": "layer",
+    "spectral": "layer",
+    "intrinsic_dim": "layer",
+    "alignment": "pair",
+}
+LAYER_FAMILIES = tuple(f for f, scope in FAMILIES.items() if scope == "layer")
+SPACES = ("cosine", "euclidean")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    family: str
+    reads: tuple[str, ...]
+    space: str | None = None  # the graph space read, when ``graphs`` is among ``reads``
+    dense: bool = False
+    per_sample: str | None = None
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        # geometry: the raw geometry of a layer's point cloud
+        Metric("mean_norm", "geometry", ("features",)),
+        Metric("anisotropy", "geometry", ("features",)),
+        # spectral: functions of the layer's eigenvalues
+        Metric("rankme_sigma", "spectral", ("spectra",)),
+        Metric("rankme_lambda", "spectral", ("spectra",)),
+        Metric("alpha_req", "spectral", ("spectra",)),
+        Metric("participation_ratio", "spectral", ("spectra",)),
+        Metric("von_neumann_entropy", "spectral", ("spectra",)),
+        # intrinsic dimension: on the euclidean graph; the features resolve exact duplicates (and local ID's clouds)
+        Metric("twonn", "intrinsic_dim", ("graphs", "features"), space="euclidean"),
+        Metric("twonn_mle", "intrinsic_dim", ("graphs", "features"), space="euclidean"),
+        Metric("gride", "intrinsic_dim", ("graphs", "features"), space="euclidean"),
+        Metric("mle_levina_bickel", "intrinsic_dim", ("graphs", "features"), space="euclidean"),
+        Metric("local_id", "intrinsic_dim", ("graphs", "features"), space="euclidean"),
+        # alignment of two models' layers (PRH family)
+        Metric("mutual_knn", "alignment", ("graphs",), space="cosine", per_sample="mutual_knn_per_sample"),
+        Metric("cycle_knn_ab", "alignment", ("graphs",), space="cosine", per_sample="cycle_knn_ab_per_sample"),
+        Metric("cycle_knn_ba", "alignment", ("graphs",), space="cosine", per_sample="cycle_knn_ba_per_sample"),
+        Metric("lcs_knn", "alignment", ("graphs",), space="cosine", per_sample="lcs_knn_per_sample"),
+        Metric("cka", "alignment", ("features",), dense=True),
+        Metric("unbiased_cka", "alignment", ("features",), dense=True),
+        Metric("cknna", "alignment", ("features", "graphs"), space="cosine", dense=True),
+        Metric("svcca", "alignment", ("features",), dense=True),
+    )
+}
+
+
+def names(family: str) -> tuple[str, ...]:
+    """Metric names of ``family`` in registry order."""
+    if family not in FAMILIES:
+        raise KeyError(f"unknown metric family {family!r} (known: {', '.join(FAMILIES)})")
+    return tuple(m.name for m in METRICS.values() if m.family == family)
+
+
+def reads(metric_names, what: str) -> tuple[str, ...]:
+    """The metrics among ``metric_names`` that read ``what`` (features, graphs or spectra)."""
+    return tuple(n for n in metric_names if what in METRICS[n].reads)
+
+
+def dense(metric_names) -> tuple[str, ...]:
+    """The metrics among ``metric_names`` whose cost grows with products of the features."""
+    return tuple(n for n in metric_names if METRICS[n].dense)
+
+
+def graph_spaces(layer_metrics, pair_metrics) -> list[str]:
+    """The neighbour-graph spaces a study needs, in :data:`SPACES` order.
+
+    ``layer_metrics``: the chosen metrics of the per-layer families; ``pair_metrics``: the alignment metrics of a
+    study that has pairs (empty when it has none).
+    """
+    wanted = {METRICS[n].space for n in (*layer_metrics, *pair_metrics) if "graphs" in METRICS[n].reads}
+    return [s for s in SPACES if s in wanted]
