@@ -2,7 +2,7 @@
 
 Builds two activation stores of synthetic layers (seeded; each model's layer l is a noisy random linear image of
 a shared 64-D latent, so the metrics have real structure) in a temporary folder, then runs the real stage code
-(``repbench.cli.stage_neighbors`` and ``stage_alignment``, exactly what the Snakemake rules call) in one child
+(``repbench.stages.neighbors.neighbors`` and ``repbench.stages.alignment.alignment``, exactly what the rules run) in one child
 process per job, with the default config's ``neighbors`` and ``alignment`` options except ``kmax`` (and the device,
 CPU). Each child reports its wall time and peak resident memory (``getrusage`` ``ru_maxrss``), i.e. what a
 ``resources: mem_mb`` request has to cover.
@@ -51,25 +51,25 @@ def write_store(path: Path, model: str, n: int, d: int, layers: int, seed: int) 
 
 def child(job: str, spec: dict) -> None:
     """Run one stage in this process and print its wall time and peak RSS as JSON."""
-    from repbench import cli
     from repbench.config import canonical, load_config
+    from repbench.stages import alignment, neighbors
 
     config, _ = load_config(ROOT / "config" / "config.yaml")
     start = time.perf_counter()
     if job == "neighbors":
         options = canonical({**config["neighbors"], "kmax": spec["kmax"], "device": "cpu"})
         smk = SimpleNamespace(input=SimpleNamespace(activations=spec["store"]), output=[spec["out"]],
-                              params=SimpleNamespace(poolings=["mean"], spaces=spec["spaces"], options=options,
-                                                     clip_quantile=config["alignment"]["clip_quantile"]))
-        cli.stage_neighbors(smk)
+                              params=SimpleNamespace(poolings=["mean"], options=options),
+                              wildcards=SimpleNamespace(space=spec["space"]))
+        neighbors.neighbors(smk)
     else:
-        options = canonical({k: v for k, v in config["alignment"].items()
-                             if k not in ("summary", "heatmap_metric", "models", "enabled")})
+        options = canonical({**{k: v for k, v in config["alignment"].items() if k not in ("models", "enabled")},
+                             "clip_quantile": config["neighbors"]["clip_quantile"]})
         smk = SimpleNamespace(input=SimpleNamespace(activations_a=spec["stores"][0], activations_b=spec["stores"][1],
                                                     neighbors_a=spec["graphs"][0], neighbors_b=spec["graphs"][1]),
                               output=[spec["out"]], params=SimpleNamespace(options=options),
                               wildcards=SimpleNamespace(pooling="mean"))
-        cli.stage_alignment(smk)
+        alignment.alignment(smk)
         spec["options"] = options
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -108,14 +108,16 @@ def main() -> None:
             write_store(Path(path), f"model{m}", args.n, args.d, args.layers, seed=m + 1)
         print(f"stores written in {time.perf_counter() - start:.1f} s "
               f"({args.layers} × {args.n} × {args.d} float32 each)", flush=True)
-        graphs = [str(tmp / f"model{m}.neighbors.zarr") for m in range(2)]
+        spaces = args.spaces.split(",")
+        graphs = [str(tmp / f"model{m}.cosine.zarr") for m in range(2)]
         neighbor_runs = []
-        for path, out in zip(stores, graphs, strict=True):
-            result = run_child("neighbors", {"store": path, "out": out, "kmax": args.kmax,
-                                             "spaces": args.spaces.split(",")})
-            neighbor_runs.append(result)
-            print(f"neighbors job ({Path(path).stem}): {result['seconds']:.1f} s, peak RSS {result['peak_mb']:.0f} MB",
-                  flush=True)
+        for m, path in enumerate(stores):
+            for space in spaces:  # one neighbors job per (model, space), as in the workflow
+                result = run_child("neighbors", {"store": path, "out": str(tmp / f"model{m}.{space}.zarr"),
+                                                 "kmax": args.kmax, "space": space})
+                neighbor_runs.append(result)
+                print(f"neighbors job ({Path(path).stem}, {space}): {result['seconds']:.1f} s, "
+                      f"peak RSS {result['peak_mb']:.0f} MB", flush=True)
         result = run_child("alignment", {"stores": stores, "graphs": graphs, "out": str(tmp / "pair.nc")})
         print(f"alignment job (all metrics, options {result['options']}): {result['seconds']:.1f} s, "
               f"peak RSS {result['peak_mb']:.0f} MB", flush=True)

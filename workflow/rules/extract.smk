@@ -22,4 +22,4 @@ rule extract:
         options=lambda w: extract_params(w)["options"],
         partial_root=lambda w: f"{RESULTS}/.partial/activations/{w.dataset}",
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/extract.py"

@@ -1,3 +1,7 @@
+# Tables across models and the figures drawn from them. A figure reads only tables (every figure has its data
+# table) and gets only figure options (figures.*), so a figure tweak reruns figures only.
+
+
 rule table:
     """One tidy table per metric family across all models and datasets."""
     input:
@@ -19,7 +23,7 @@ rule table:
         mem_mb=mem_mb("aggregate"),
         runtime=runtime("aggregate"),
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/figures.py"
 
 
 rule figure:
@@ -50,9 +54,9 @@ rule figure:
     params:
         pooling=config["figures"]["pooling"],
         dpi=config["figures"]["dpi"],
-        options=lambda w: canonical(config["metrics"].get(w.family, {})),
+        options=lambda w: figure_options(w.family),
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/figures.py"
 
 
 rule figure_spectral_steps:
@@ -86,17 +90,14 @@ rule figure_spectral_steps:
         dpi=config["figures"]["dpi"],
         layer=config["metrics"]["spectral"]["phases"]["layer"],
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/figures.py"
 
 
 rule figure_eigenspectrum:
     """Eigenspectra (log–log) at chosen relative depths with the fitted α-ReQ power law."""
     input:
         table=f"{RESULTS}/tables/spectral.csv",
-        spectra=lambda w: expand(
-            f"{RESULTS}/spectra/{w.dataset}/{{model}}.zarr",
-            model=dataset_models(w.dataset),
-        ),
+        spectra=f"{RESULTS}/tables/spectra.csv",
     output:
         [
             report(
@@ -125,10 +126,10 @@ rule figure_eigenspectrum:
     params:
         pooling=config["figures"]["pooling"],
         dpi=config["figures"]["dpi"],
-        depths=config["metrics"]["spectral"]["eigenspectrum_layers"],
+        options=figure_options("spectral"),
         alpha_req=canonical(config["metrics"]["spectral"]["alpha_req"]),
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/figures.py"
 
 
 rule figure_id_scales:
@@ -160,6 +161,41 @@ rule figure_id_scales:
     params:
         pooling=config["figures"]["pooling"],
         dpi=config["figures"]["dpi"],
-        depths=config["metrics"]["intrinsic_dim"]["scale_figure_layers"],
+        options=figure_options("intrinsic_dim"),
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/figures.py"
+
+
+rule figure_alignment:
+    """The PRH plots: model × model heatmap (clustered), layer × layer grid, alignment vs model size."""
+    input:
+        table=f"{RESULTS}/tables/alignment.csv",
+        layers=f"{RESULTS}/tables/alignment_layers.csv",
+    output:
+        [
+            report(
+                f"{RESULTS}/figures/{{dataset}}/alignment_{name}.{fmt}",
+                caption=f"../report/alignment_{name}.rst",
+                category="Figures",
+                subcategory="alignment",
+                labels={"dataset": "{dataset}", "figure": name, "format": fmt},
+            )
+            for name in ("models", "layers", "size")
+            for fmt in FIGURE_FORMATS
+        ],
+    log:
+        f"{RESULTS}/logs/figure/{{dataset}}/alignment.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figure/{{dataset}}/alignment.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb("aggregate"),
+        runtime=runtime("aggregate"),
+    params:
+        pooling=config["figures"]["pooling"],
+        dpi=config["figures"]["dpi"],
+        options=figure_options("alignment"),
+    script:
+        "../repbench/stages/figures.py"

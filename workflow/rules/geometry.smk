@@ -19,4 +19,4 @@ rule geometry:
         info=model_info,
         options=canonical(config["metrics"]["geometry"]),
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/geometry.py"

@@ -1,7 +1,7 @@
 rule intrinsic_dim:
     """TwoNN, TwoNN-MLE, GRIDE (multi-scale), Levina–Bickel MLE and local ID per layer."""
     input:
-        neighbors=f"{RESULTS}/neighbors/{{dataset}}/{{model}}.zarr",
+        neighbors=f"{RESULTS}/neighbors/{{dataset}}/euclidean/{{model}}.zarr",
         activations=f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
     output:
         f"{RESULTS}/metrics/{{dataset}}/{{model}}/intrinsic_dim.csv",
@@ -20,4 +20,4 @@ rule intrinsic_dim:
         options=canonical(config["metrics"]["intrinsic_dim"]),
         info=model_info,
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/intrinsic_dim.py"

@@ -32,4 +32,4 @@ rule jobs:
         scope=lambda w: job_scope(),
         dpi=config["figures"]["dpi"],
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/jobs.py"

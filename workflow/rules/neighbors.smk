@@ -1,13 +1,13 @@
 rule neighbors:
-    """Exact k-NN graphs for every layer (cosine for alignment, euclidean for intrinsic dimension)."""
+    """Exact k-NN graphs of every layer in one space (cosine for alignment, euclidean for intrinsic dimension)."""
     input:
         activations=f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
     output:
-        directory(f"{RESULTS}/neighbors/{{dataset}}/{{model}}.zarr"),
+        directory(f"{RESULTS}/neighbors/{{dataset}}/{{space}}/{{model}}.zarr"),
     log:
-        f"{RESULTS}/logs/neighbors/{{dataset}}/{{model}}.log",
+        f"{RESULTS}/logs/neighbors/{{dataset}}/{{space}}/{{model}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/neighbors/{{dataset}}/{{model}}.tsv"
+        f"{RESULTS}/benchmarks/neighbors/{{dataset}}/{{space}}/{{model}}.tsv"
     conda:
         CONDA_ENV
     threads: workflow.cores
@@ -16,8 +16,6 @@ rule neighbors:
         runtime=runtime("neighbors"),
     params:
         poolings=config["metrics"]["poolings"],
-        spaces=NEIGHBOR_SPACES,
-        options=canonical(config["neighbors"]),
-        clip_quantile=ALIGNMENT["clip_quantile"],
+        options=neighbor_params,
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/neighbors.py"

@@ -17,4 +17,32 @@ rule spectra:
     params:
         poolings=config["metrics"]["poolings"],
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/spectra.py"
+
+
+rule spectra_table:
+    """Every model's covariance eigenvalues per pooling and layer as one tidy table (behind the eigenspectrum figure)."""
+    input:
+        lambda w: [
+            f"{RESULTS}/spectra/{d}/{m}.zarr" for d, m in model_dataset_pairs()
+        ],
+    output:
+        report(
+            f"{RESULTS}/tables/spectra.csv",
+            caption="../report/table.rst",
+            category="Tables",
+        ),
+    log:
+        f"{RESULTS}/logs/spectra_table.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/spectra_table.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb("aggregate"),
+        runtime=runtime("aggregate"),
+    params:
+        poolings=config["metrics"]["poolings"],
+    script:
+        "../repbench/stages/spectra.py"

@@ -2,7 +2,6 @@ rule spectral:
     """RankMe (σ and λ), α-ReQ with R², participation ratio, von Neumann entropy from stored spectra."""
     input:
         spectra=f"{RESULTS}/spectra/{{dataset}}/{{model}}.zarr",
-        activations=f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
     output:
         f"{RESULTS}/metrics/{{dataset}}/{{model}}/spectral.csv",
     log:
@@ -22,7 +21,7 @@ rule spectral:
         ),
         info=model_info,
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/spectral.py"
 
 
 rule phases:
@@ -48,4 +47,4 @@ rule phases:
     params:
         options=canonical(config["metrics"]["spectral"]["phases"]),
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/spectral.py"

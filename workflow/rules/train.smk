@@ -17,4 +17,4 @@ rule train:
         dataset_name=lambda w: train_params(w)["dataset_name"],
         dataset_spec=lambda w: train_params(w)["dataset_spec"],
     script:
-        STAGE_SCRIPT
+        "../repbench/stages/train.py"

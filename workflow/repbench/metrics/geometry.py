@@ -38,12 +38,13 @@ def anisotropy(X, n_pairs: int = 4096, seed: int = 0) -> float:
     return float(np.einsum("pd,pd->p", sub[pos[0]], sub[pos[1]]).mean())
 
 
-def layer_metrics(X, params: dict) -> dict[str, float]:
-    """All geometry metrics of one layer."""
-    return {
+def layer_metrics(X, params: dict) -> list[dict]:
+    """Tidy rows ``{"metric", "value"}`` of every geometry metric of one layer (X: (N, D), NumPy or Dask)."""
+    values = {
         "mean_norm": mean_norm(X),
         "anisotropy": anisotropy(X, params.get("anisotropy_pairs", 4096), params.get("seed", 0)),
     }
+    return [{"metric": name, "value": value} for name, value in values.items()]
 
 
 METRICS = {"mean_norm": mean_norm, "anisotropy": anisotropy}

@@ -1,0 +1,85 @@
+"""Stages: the code the workflow's rules run, one module per rule file.
+
+Every rule of ``workflow/rules/X.smk`` runs ``workflow/repbench/stages/X.py`` through Snakemake's ``script:``
+directive; the module's function named like the rule does the job (reads the rule's inputs, calls the library,
+writes its outputs atomically). Run as a script, a stage module ends with :func:`run_job`, which is the one place
+for what every job shares: its stdout and stderr (tqdm bars included) go to the rule's log, the log starts with
+provenance (host, Slurm job id, GPU, versions) and ends with the job's wall time.
+
+Stage functions take the ``snakemake`` object Snakemake hands the script (``job.input``, ``job.output``,
+``job.params``, ``job.wildcards``, ``job.threads``, ``job.log``); everything below them takes plain values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import __version__
+
+
+@contextlib.contextmanager
+def redirect_output(log_path: str | Path):
+    """Send this process's fds 1 and 2 (Python and C-level writes) to ``log_path``; restore on exit."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "a") as log:
+        os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            os.close(saved[0]), os.close(saved[1])
+
+
+def provenance_header(uses_torch: bool) -> str:
+    """Host, Slurm job id and versions (with torch: the GPU) for the top of a job's log."""
+    lines = [
+        f"host: {platform.node()}",
+        f"slurm_job_id: {os.environ.get('SLURM_JOB_ID', '')}",
+        f"python {platform.python_version()}  repbench {__version__}",
+    ]
+    if uses_torch:
+        import torch
+        import transformers
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+        lines.append(f"gpu: {gpu}  CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}")
+        lines.append(f"torch {torch.__version__}  transformers {transformers.__version__}")
+    return "\n".join(lines)
+
+
+def run_job(job, functions: dict[str, Callable], torch_rules: tuple[str, ...] = ()) -> None:
+    """Run ``functions[job.rule](job)`` with the job's stdout/stderr in its log, a provenance header and the wall time.
+
+    ``torch_rules``: the rules whose function uses torch (its thread count is then set to the rule's ``threads``);
+    the others never import it (that costs seconds per job).
+    """
+    try:
+        function = functions[job.rule]
+    except KeyError:
+        raise KeyError(f"stage has no function for rule {job.rule!r} (has: {', '.join(functions)})") from None
+    uses_torch = job.rule in torch_rules
+    if uses_torch:
+        import torch
+
+        torch.set_num_threads(max(1, int(job.threads)))
+    start = time.perf_counter()
+    with redirect_output(job.log[0]):
+        print(f"== repbench rule {job.rule} {dict(job.wildcards)}\n{provenance_header(uses_torch)}", flush=True)
+        try:
+            function(job)
+        except BaseException:
+            traceback.print_exc()
+            raise
+        finally:
+            print(f"wall_time_s: {time.perf_counter() - start:.3f}", flush=True)
+

@@ -1,0 +1,128 @@
+"""Stage ``alignment`` (workflow/rules/alignment.smk): every alignment metric's layer × layer matrix for one model
+pair, and the tables across pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class StoreLayers:
+    """One pooling's layers of an activation store as a lazy sequence: ``layers[i]`` reads layer i (float32,
+    or float64 clipped at the |x| quantile when configured). The alignment metrics read each layer when they
+    need it, so a pair job holds a bounded number of (N, D) layers at a time, not all of them."""
+
+    def __init__(self, store_path: str | Path, pooling: str, clip_quantile: float | None):
+        import zarr
+
+        group = zarr.open_group(str(store_path), mode="r")
+        if pooling not in group:
+            raise KeyError(f"{store_path}: no pooling {pooling!r}")
+        self.array, self.clip_quantile = group[pooling], clip_quantile
+        self.where = f"model {group.attrs.get('model', str(store_path))!r}, pooling {pooling!r}"
+
+    def __len__(self) -> int:
+        return self.array.shape[0]
+
+    def __getitem__(self, layer: int) -> np.ndarray:
+        from repbench.preprocess import preprocess
+
+        X = self.array[layer]
+        if not np.isfinite(X).all():
+            raise ValueError(f"{self.where}, layer {layer}: activations contain non-finite values")
+        return preprocess(X, self.clip_quantile) if self.clip_quantile else X
+
+
+def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict):
+    """All alignment metrics of one model pair as an ``xarray.Dataset`` of (layer_a, layer_b) matrices.
+
+    Attributes carry k, N, the preprocessing, each metric's summaries (max and its (layer_a, layer_b), last,
+    matched depth), the permutation-null statistics of ``null_metrics`` and bootstrap intervals of the kNN
+    metrics' per-sample terms at the maximising layer pair.
+    """
+    import xarray as xr
+
+    from repbench import __version__, registry, store
+    from repbench.metrics import alignment as al
+
+    attrs_a, attrs_b = store.activation_attrs(acts_a), store.activation_attrs(acts_b)
+    ids_a = store.zarr.open_group(str(acts_a), mode="r")["sample"][...]
+    ids_b = store.zarr.open_group(str(acts_b), mode="r")["sample"][...]
+    if len(ids_a) != len(ids_b) or (ids_a != ids_b).any():
+        raise ValueError(f"{attrs_a['model']!r} and {attrs_b['model']!r} were not extracted on the same sample ids")
+    k, metrics, clip = options["k"], options["metrics"], options["clip_quantile"]
+    needs_features = bool(registry.reads(metrics, "features"))
+    layers_a = StoreLayers(acts_a, pooling, clip) if needs_features else None
+    layers_b = StoreLayers(acts_b, pooling, clip) if needs_features else None
+    prepared = [al.prepare_model(layers, graphs, k, metrics, svcca_variance=options["svcca_variance"])
+                for layers, graphs in ((layers_a, graphs_a), (layers_b, graphs_b))]
+    mats = al.pair_matrices_prepared(*prepared, metrics)
+    n_a, n_b = next(iter(mats.values())).shape
+    ds = xr.Dataset({m: (("layer_a", "layer_b"), v) for m, v in mats.items()},
+                    coords={"layer_a": np.arange(n_a), "layer_b": np.arange(n_b)})
+    ds.attrs.update(dataset=attrs_a["dataset"], pooling=pooling, model_a=attrs_a["model"], model_b=attrs_b["model"],
+                    n_parameters_a=attrs_a.get("model_n_parameters", -1),
+                    n_parameters_b=attrs_b.get("model_n_parameters", -1), k=k, n_samples=len(ids_a),
+                    clip_quantile=clip if clip else "none", repbench_version=__version__,
+                    activations_hash_a=attrs_a["config_hash"], activations_hash_b=attrs_b["config_hash"])
+    for m, mat in mats.items():
+        summary = al.summarize(mat)
+        ds.attrs.update({f"{m}_max": summary["max"], f"{m}_argmax_a": summary["argmax"][0],
+                         f"{m}_argmax_b": summary["argmax"][1], f"{m}_last": summary["last"],
+                         f"{m}_matched_depth": summary["matched_depth"]})
+        per_sample = registry.METRICS[m].per_sample
+        if per_sample and options["bootstrap"] and summary["argmax"][0] >= 0:
+            i, j = summary["argmax"]
+            terms = getattr(al, per_sample)(graphs_a[i], graphs_b[j], k)
+            low, high = al.bootstrap_ci(terms, options["bootstrap"], options["seed"])
+            ds.attrs.update({f"{m}_max_ci_low": low, f"{m}_max_ci_high": high})
+    if options["null_permutations"] and options["null_metrics"]:
+        null = al.null_calibration_prepared(*prepared, options["null_metrics"], options["null_permutations"],
+                                            options["seed"], observed=mats)
+        for m, by_summary in null.items():
+            for summary, stats in by_summary.items():
+                for key in ("null_mean", "null_std", "z", "p_value"):
+                    ds.attrs[f"{m}_{summary}_{key}"] = stats[key]
+        ds.attrs["null_permutations"] = options["null_permutations"]
+    return ds
+
+
+def alignment(job) -> None:
+    """``results/alignment/{dataset}/{pooling}/{A}__{B}.nc`` for one unordered model pair (A < B by name)."""
+    from repbench import registry, store
+
+    options, pooling = job.params.options, job.wildcards.pooling
+    graphs = [None, None]
+    if registry.reads(options["metrics"], "graphs"):
+        graphs = [store.read_layer_arrays(g, pooling, names=("indices",))["indices"]
+                  for g in (job.input.neighbors_a, job.input.neighbors_b)]
+    ds = pair_result(job.input.activations_a, job.input.activations_b, graphs[0], graphs[1], pooling, options)
+    out = Path(job.output[0])
+    tmp = out.with_name(f".{out.name}.partial")
+    ds.to_netcdf(tmp, engine="scipy")
+    store.publish(tmp, out)
+
+
+def alignment_table(job) -> None:
+    """``results/tables/alignment.csv`` (one row per pair, pooling and metric: summaries, null, bootstrap) and
+    ``results/tables/alignment_layers.csv`` (every layer × layer value)."""
+    import xarray as xr
+
+    from repbench import store, tables
+
+    pairs = []
+    for path in job.input:
+        with xr.open_dataset(path, engine="scipy") as ds:
+            pairs.append(ds.load())
+    store.write_csv_atomic(tables.alignment_table(pairs), job.output.summary)
+    store.write_csv_atomic(tables.alignment_layers_table(pairs), job.output.layers)
+
+
+if __name__ == "__main__":  # run by the rules of workflow/rules/alignment.smk (script: directive)
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repbench package this file belongs to
+    from repbench.stages import run_job
+
+    run_job(snakemake, {"alignment": alignment, "alignment_table": alignment_table})  # noqa: F821 (injected)
