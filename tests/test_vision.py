@@ -260,7 +260,9 @@ def test_paired_datasets_serve_text_and_vision_models():
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "config" / "examples").glob("*.yaml")), ids=lambda p: p.name)
-def test_example_configs_validate(path):
+def test_example_configs_validate(path, monkeypatch):
+    # their data files are not shipped, so resolve's pre-job data check (path exists, n_samples) is left out here
+    monkeypatch.setattr("repbench.data.check_dataset", lambda name, spec: 0)
     config, instances = load_config(path)
     assert instances
     for inst in instances:

@@ -277,6 +277,13 @@ def resolve(config: dict) -> list[ModelInstance]:
                 f"invalid config at `models.{inst.base}`: no dataset of modality "
                 f"{inst.spec.get('modality', 'text')!r} to run on"
             )
+    from .data import DatasetError, check_dataset
+
+    for name, spec in config["datasets"].items():
+        try:
+            check_dataset(name, spec)
+        except DatasetError as exc:
+            raise ConfigError(f"invalid config at `{exc.key or f'datasets.{name}'}`: {exc}") from None
     return instances
 
 

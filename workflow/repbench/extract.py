@@ -870,6 +870,8 @@ def provenance_attrs(model_name, model_spec, revision, loaded, dataset_name, dat
         "dataset_modality": samples.modality,
         "dataset_fingerprint": samples.fingerprint(),
         "n_samples": len(samples),
+        "n_skipped": len(samples.skipped),
+        "skipped_samples": list(samples.skipped),
         "extract_options": options,
         "modality": loaded.modality,
         "compute_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),

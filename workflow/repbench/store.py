@@ -4,6 +4,11 @@ Activation store ``{dataset}/{model}.zarr`` (a Zarr v3 group, readable with ``xr
 one array per pooling (``mean``, ``last``, ``first``) with dims ``(layer, sample, feature)`` and chunks
 ``(1, chunk_samples, feature)``; coordinates ``layer`` (0 = embeddings) and ``sample`` (ids); provenance in
 the group attributes. Stores are built under ``results/.partial/`` and moved into place when complete.
+
+Every array repbench writes ends its codec chain with a crc32c checksum (after the zstd compressor), so a chunk
+corrupted on disk is an error, never silent garbage; the readers here (:func:`read_array`,
+:func:`read_layer_arrays`, :func:`pooling_array`, :func:`open_activations`) turn zarr's bare checksum error into
+a :class:`CorruptChunkError` naming the store, the array and the chunk file.
 """
 
 from __future__ import annotations
@@ -21,11 +26,20 @@ import zarr
 POOLING_DIMS = ("layer", "sample", "feature")
 
 
+def compressors() -> tuple:
+    """The bytes-to-bytes codecs of every array: zarr's default zstd, then a crc32c checksum of the result."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return (ZstdCodec(), Crc32cCodec())
+
+
 def create_array(group: zarr.Group, name: str, data_or_shape, dims: tuple[str, ...], chunks=None, dtype=None):
-    """Create array ``name`` in ``group`` with xarray-readable ``dimension_names``; fill it if data is given."""
+    """Create array ``name`` in ``group`` with xarray-readable ``dimension_names`` and checksummed chunks; fill
+    it if data is given."""
     if isinstance(data_or_shape, tuple):
         return group.create_array(
-            name, shape=data_or_shape, chunks=chunks, dtype=dtype, dimension_names=dims, fill_value=0
+            name, shape=data_or_shape, chunks=chunks, dtype=dtype, dimension_names=dims, fill_value=0,
+            compressors=compressors(),
         )
     data = np.asarray(data_or_shape)
     arr = group.create_array(
@@ -35,9 +49,89 @@ def create_array(group: zarr.Group, name: str, data_or_shape, dims: tuple[str, .
         dtype=str if data.dtype.kind in "US" else data.dtype,
         dimension_names=dims,
         fill_value="" if data.dtype.kind in "US" else 0,
+        compressors=compressors(),
     )
     arr[...] = data
     return arr
+
+
+class CorruptChunkError(ValueError):
+    """A chunk of a store fails its checksum (or cannot be decoded): the file on disk is damaged."""
+
+
+def _is_checksum_error(exc: BaseException) -> bool:
+    return isinstance(exc, ValueError) and not isinstance(exc, CorruptChunkError) and "checksum" in str(exc).lower()
+
+
+def _corrupt(path, arr: zarr.Array, coords: tuple[int, ...] | None, exc: BaseException) -> CorruptChunkError:
+    if coords is None:
+        where = "a chunk"
+    else:
+        key = arr.metadata.encode_chunk_key(tuple(coords))
+        where = f"chunk {key} (file {Path(path) / arr.path / key})"
+    return CorruptChunkError(
+        f"corrupted store {path}: array {arr.path!r}, {where} fails its crc32c checksum ({exc}); the file was "
+        f"damaged on disk: delete {path} and rerun the job that wrote it"
+    )
+
+
+def _bad_chunk(arr: zarr.Array) -> tuple[int, ...] | None:
+    """Coordinates of the first chunk of ``arr`` that fails its checksum (reads chunk by chunk: error path only)."""
+    import itertools
+
+    for coords in itertools.product(*(range(n) for n in arr.cdata_shape)):
+        try:
+            arr.get_block_selection(coords)
+        except ValueError as exc:
+            if _is_checksum_error(exc):
+                return coords
+            raise
+    return None
+
+
+def read_array(path: str | Path, arr: zarr.Array | str, selection=Ellipsis) -> np.ndarray:
+    """``arr[selection]`` (an array of the store at ``path``, or its name there); a chunk that fails its checksum
+    raises :class:`CorruptChunkError` naming the store, the array and the chunk file."""
+    if isinstance(arr, str):
+        arr = zarr.open_group(str(path), mode="r")[arr]
+    try:
+        return arr[selection]
+    except ValueError as exc:
+        if not _is_checksum_error(exc):
+            raise
+        raise _corrupt(path, arr, _bad_chunk(arr), exc) from exc
+
+
+class _CheckedZarr:
+    """Array-like view of a zarr array for ``dask.array.from_array``: each block read is one aligned chunk, so a
+    checksum failure names exactly that chunk."""
+
+    def __init__(self, path, arr: zarr.Array):
+        self.path, self.arr = str(path), arr
+        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
+
+    def __getitem__(self, selection):
+        try:
+            return self.arr[selection]
+        except ValueError as exc:
+            if not _is_checksum_error(exc):
+                raise
+            coords = None
+            if isinstance(selection, tuple) and len(selection) == self.ndim and all(
+                isinstance(s, slice) for s in selection
+            ):
+                coords = tuple((s.start or 0) // c for s, c in zip(selection, self.arr.chunks))
+            raise _corrupt(self.path, self.arr, coords if coords is not None else _bad_chunk(self.arr), exc) from exc
+
+
+def checked_dask(path: str | Path, arr: zarr.Array):
+    """``arr`` as a Dask array with its stored chunks whose reads raise :class:`CorruptChunkError`."""
+    import dask.array as da
+    from dask.base import tokenize
+
+    name = f"repbench-zarr-{tokenize(str(Path(path).resolve()), arr.path, arr.shape, arr.chunks, str(arr.dtype))}"
+    return da.from_array(_CheckedZarr(path, arr), chunks=arr.chunks, name=name, lock=False,
+                         meta=np.empty((0,) * arr.ndim, dtype=arr.dtype))
 
 
 def chunk_samples_for(n_features: int, itemsize: int, chunk_mb: float, n_samples: int) -> int:
@@ -117,10 +211,25 @@ def write_csv_atomic(frame, path: str | Path) -> None:
 
 
 def open_activations(path: str | Path):
-    """The activation store as an ``xarray.Dataset`` (lazy, Dask-backed)."""
+    """The activation store as an ``xarray.Dataset`` (lazy, Dask-backed; a corrupted chunk raises
+    :class:`CorruptChunkError` when read)."""
     import xarray as xr
 
-    return xr.open_zarr(str(path), consolidated=True)
+    group = zarr.open_group(str(path), mode="r")
+    try:
+        ds = xr.open_zarr(str(path), consolidated=True)  # loads the index coordinates (layer, sample)
+    except ValueError as exc:
+        if not _is_checksum_error(exc):
+            raise
+        for _, arr in sorted(group.arrays(), key=lambda item: item[1].size):
+            coords = _bad_chunk(arr)
+            if coords is not None:
+                raise _corrupt(path, arr, coords, exc) from exc
+        raise
+    for name, var in list(ds.data_vars.items()):
+        if name in group and var.chunks is not None:  # Dask-backed with the stored chunks: read them checked
+            ds[name] = var.copy(data=checked_dask(path, group[name]))
+    return ds
 
 
 def activation_attrs(path: str | Path) -> dict:
@@ -128,13 +237,12 @@ def activation_attrs(path: str | Path) -> dict:
 
 
 def pooling_array(path: str | Path, pooling: str):
-    """One pooling's ``(layer, sample, feature)`` array as a Dask array (chunks as stored)."""
-    import dask.array as da
-
+    """One pooling's ``(layer, sample, feature)`` array as a Dask array (chunks as stored; a corrupted chunk raises
+    :class:`CorruptChunkError` naming store, array and chunk when it is computed)."""
     group = zarr.open_group(str(path), mode="r")
     if pooling not in group:
         raise KeyError(f"{path}: no pooling {pooling!r} (has {sorted(k for k in group.array_keys())})")
-    return da.from_zarr(group[pooling])
+    return checked_dask(path, group[pooling])
 
 
 def write_layer_arrays(path: str | Path, groups: dict[str, dict[str, np.ndarray]], dims: tuple[str, str], attrs: dict) -> None:
@@ -164,4 +272,4 @@ def read_layer_arrays(path: str | Path, group: str, names=None) -> dict[str, np.
     g = zarr.open_group(str(path), mode="r")
     if group not in g:
         raise KeyError(f"{path}: no group {group!r} (has {sorted(g.group_keys())})")
-    return {name: arr[...] for name, arr in g[group].arrays() if names is None or name in names}
+    return {name: read_array(path, arr) for name, arr in g[group].arrays() if names is None or name in names}

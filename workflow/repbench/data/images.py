@@ -25,8 +25,52 @@ def load_image(ref):
     try:
         with Image.open(ref) as im:
             return im.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read image {str(ref)!r}: {exc}") from None
+    except UNREADABLE as exc:
+        raise DatasetError(
+            f"image {str(ref)!r} is unreadable ({_reason(exc)}); replace or remove it, or set `skip_unreadable: true` "
+            "on its dataset to drop unreadable images before sampling"
+        ) from None
+
+
+def _unreadable_exceptions():
+    import struct
+
+    from PIL import Image
+
+    return (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+UNREADABLE = _unreadable_exceptions()
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def image_problem(ref) -> str | None:
+    """Why image ``ref`` cannot be opened and fully decoded by PIL (``None`` when it can). A truncated file is
+    unreadable."""
+    from PIL import Image
+
+    if isinstance(ref, np.ndarray):
+        return None
+    try:
+        with Image.open(ref) as im:
+            im.load()
+    except UNREADABLE as exc:
+        return _reason(exc)
+    return None
+
+
+def unreadable_images(refs: list, workers: int | None = None) -> dict[int, str]:
+    """``{index: reason}`` of the images PIL cannot decode, in index order (decodes every image, in threads)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        problems = list(pool.map(image_problem, refs, chunksize=16))
+    return {i: why for i, why in enumerate(problems) if why is not None}
 
 
 def _file_digest(path: Path) -> str:
@@ -36,8 +80,11 @@ def _file_digest(path: Path) -> str:
         raise DatasetError(f"cannot read image {str(path)!r}: {exc}") from None
 
 
-def image_folder(spec: dict):
-    """Every image file under ``path`` (recursively, sorted); ids are the paths relative to it (``a/b.png``)."""
+def image_folder(spec: dict, digests: bool = True):
+    """Every image file under ``path`` (recursively, sorted); ids are the paths relative to it (``a/b.png``).
+
+    ``digests=False`` skips reading the files (digests ``None``): the cheap listing of :func:`check_dataset`.
+    """
     root = Path(spec["path"])
     if not root.is_dir():
         raise DatasetError(f"image folder {str(root)!r} does not exist (datasets.*.path)")
@@ -45,24 +92,26 @@ def image_folder(spec: dict):
     if not files:
         raise DatasetError(f"image folder {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     ids = [p.relative_to(root).as_posix() for p in files]
-    return ids, None, [str(p) for p in files], [_file_digest(p) for p in files]
+    return ids, None, [str(p) for p in files], ([_file_digest(p) for p in files] if digests else None)
 
 
-def jsonl(spec: dict, modality: str):
+def jsonl(spec: dict, modality: str, digests: bool = True):
     """JSON lines with an image path (``image_field``) and, for paired data, a caption (``text_field``).
 
     Relative image paths are resolved against ``image_root`` (default: the jsonl file's folder). Ids come from
     ``id_field`` (default: ``line:N``). For example (paired, WIT-style)::
 
         {"sample_id": "wit-000001", "image": "images/000001.jpg", "caption": "A lighthouse on a cliff"}
+
+    ``digests=False`` skips reading the image files (digests ``None``): the cheap pass of :func:`check_dataset`.
     """
     path = Path(spec["path"])
     if not path.is_file():
         raise DatasetError(f"dataset file {str(path)!r} does not exist (datasets.*.path)")
     root = Path(spec.get("image_root") or path.parent)
     text_field, image_field, id_field = spec.get("text_field", "text"), spec.get("image_field", "image"), spec.get("id_field")
-    ids, texts, images, digests = [], [], [], []
-    for n, record in jsonl_records(path):
+    ids, texts, images, hashes = [], [], [], []
+    for n, record in jsonl_records(path, spec.get("encoding", "utf-8")):
         if image_field not in record:
             raise DatasetError(f"{path}:{n}: missing image field {image_field!r}")
         if modality == "paired" and text_field not in record:
@@ -76,10 +125,11 @@ def jsonl(spec: dict, modality: str):
         ids.append(str(record[id_field]) if id_field else f"line:{n}")
         texts.append(" ".join(str(record.get(text_field, "")).split()))
         images.append(str(image))
-        digests.append(_file_digest(image))
+        if digests:
+            hashes.append(_file_digest(image))
     if len(set(ids)) != len(ids):
         raise DatasetError(f"{path}: sample ids in {id_field!r} are not unique")
-    return ids, (texts if modality == "paired" else None), images, digests
+    return ids, (texts if modality == "paired" else None), images, (hashes if digests else None)
 
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from . import DatasetError, jsonl_records
+from . import DatasetError, jsonl_records, text_lines
 
 
 def _normalise(text: str) -> str:
@@ -40,12 +40,11 @@ def _path(spec: dict) -> Path:
 def text_file(spec: dict) -> tuple[list[str], list[str]]:
     """One sample per non-empty line; ids are ``line:N`` (1-based line numbers)."""
     ids, texts = [], []
-    with open(_path(spec), encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            line = _normalise(line)
-            if line:
-                ids.append(f"line:{n}")
-                texts.append(line)
+    for n, line in text_lines(_path(spec), spec.get("encoding", "utf-8")):
+        line = _normalise(line)
+        if line:
+            ids.append(f"line:{n}")
+            texts.append(line)
     return ids, texts
 
 
@@ -54,7 +53,7 @@ def jsonl(spec: dict) -> tuple[list[str], list[str]]:
     text_field, id_field = spec.get("text_field", "text"), spec.get("id_field")
     ids, texts = [], []
     path = _path(spec)
-    for n, record in jsonl_records(path):
+    for n, record in jsonl_records(path, spec.get("encoding", "utf-8")):
         if text_field not in record:
             raise DatasetError(f"{path}:{n}: missing text field {text_field!r}")
         ids.append(str(record[id_field]) if id_field else f"line:{n}")
