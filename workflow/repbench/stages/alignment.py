@@ -19,16 +19,17 @@ class StoreLayers:
         group = zarr.open_group(str(store_path), mode="r")
         if pooling not in group:
             raise KeyError(f"{store_path}: no pooling {pooling!r}")
-        self.array, self.clip_quantile = group[pooling], clip_quantile
+        self.path, self.array, self.clip_quantile = store_path, group[pooling], clip_quantile
         self.where = f"model {group.attrs.get('model', str(store_path))!r}, pooling {pooling!r}"
 
     def __len__(self) -> int:
         return self.array.shape[0]
 
     def __getitem__(self, layer: int) -> np.ndarray:
+        from repbench import store
         from repbench.preprocess import preprocess
 
-        X = self.array[layer]
+        X = store.read_array(self.path, self.array, layer)
         if not np.isfinite(X).all():
             raise ValueError(f"{self.where}, layer {layer}: activations contain non-finite values")
         return preprocess(X, self.clip_quantile) if self.clip_quantile else X
@@ -47,8 +48,7 @@ def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict)
     from repbench.metrics import alignment as al
 
     attrs_a, attrs_b = store.activation_attrs(acts_a), store.activation_attrs(acts_b)
-    ids_a = store.zarr.open_group(str(acts_a), mode="r")["sample"][...]
-    ids_b = store.zarr.open_group(str(acts_b), mode="r")["sample"][...]
+    ids_a, ids_b = store.read_array(acts_a, "sample"), store.read_array(acts_b, "sample")
     if len(ids_a) != len(ids_b) or (ids_a != ids_b).any():
         raise ValueError(f"{attrs_a['model']!r} and {attrs_b['model']!r} were not extracted on the same sample ids")
     k, metrics, clip = options["k"], options["metrics"], options["clip_quantile"]
