@@ -12,8 +12,10 @@ import warnings
 
 import numpy as np
 import pytest
+import skdim
 from scipy.spatial.distance import cdist
 
+from repbench import neighbors
 from repbench.metrics import intrinsic_dim as idm
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -75,7 +77,6 @@ def subspace3():
 @pytest.mark.parametrize("ambient_dim", [12, 40])  # skdim: kNN search for D ≤ 25, chunked distance matrix above
 @pytest.mark.parametrize("discard_fraction", [0.1, 0.25])
 def test_twonn_matches_skdim(ambient_dim, discard_fraction):
-    skdim = pytest.importorskip("skdim")
     rng = np.random.default_rng(ambient_dim)
     X = np.sin(rng.uniform(-2, 2, (1500, 4)) @ rng.standard_normal((4, ambient_dim)))
     _, distances = exact_knn(X, 2)
@@ -85,7 +86,6 @@ def test_twonn_matches_skdim(ambient_dim, discard_fraction):
 
 @pytest.mark.parametrize("k", [20, 8])
 def test_mle_levina_bickel_matches_skdim(curved, k):
-    skdim = pytest.importorskip("skdim")
     X, _, distances = curved
     expected = skdim.id.MLE().fit(X, n_neighbors=k).dimension_  # comb="mle": harmonic mean
     assert idm.mle_levina_bickel(distances, k) == pytest.approx(expected, rel=1e-6)
@@ -307,7 +307,6 @@ def test_rows_have_the_tidy_schema(curved):
 
 
 def test_float32_graph_from_repbench_neighbors_gives_the_same_estimates(curved):
-    neighbors = pytest.importorskip("repbench.neighbors")
     X, indices, distances = curved
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

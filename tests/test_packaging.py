@@ -91,3 +91,45 @@ def test_snakefmt_and_lint_are_clean():
     lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
     assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, (lint.stdout + lint.stderr)[-3000:]
+
+
+def import_skips(source: str) -> list[str]:
+    """Places where a test file skips on an import: ``importorskip`` anywhere, ``pytest.skip``/``skipif`` in an
+    ``except ImportError``/``ModuleNotFoundError`` handler, or a ``skipif`` on ``find_spec``."""
+    import ast
+
+    def name(node) -> str:
+        return ast.unparse(node)
+
+    found = []
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and name(node.func).split(".")[-1] == "importorskip":
+            found.append(f"line {node.lineno}: {name(node)}")
+        elif isinstance(node, ast.Call) and name(node.func).split(".")[-1] == "skipif" and "find_spec" in name(node):
+            found.append(f"line {node.lineno}: {name(node)}")
+        elif isinstance(node, ast.ExceptHandler) and node.type is not None and (
+            {"ImportError", "ModuleNotFoundError"} & set(re.findall(r"\w+", name(node.type)))
+        ):
+            for sub in ast.walk(ast.Module(body=node.body, type_ignores=[])):
+                if isinstance(sub, ast.Call) and name(sub.func).split(".")[-1] in ("skip", "skipif", "xfail"):
+                    found.append(f"line {sub.lineno}: {name(sub)} under except {name(node.type)}")
+    return found
+
+
+def test_import_skip_detector():
+    assert import_skips("import pytest\ntorch = pytest.importorskip('torch')\n")
+    assert import_skips("from pytest import importorskip\nimportorskip('x')\n")
+    assert import_skips("import pytest\ntry:\n    import x\nexcept ImportError:\n    pytest.skip('no x')\n")
+    assert import_skips("import pytest\ntry:\n    import x\nexcept (OSError, ModuleNotFoundError) as e:\n"
+                        "    pytest.skip(str(e), allow_module_level=True)\n")
+    assert import_skips("m = pytest.mark.skipif(importlib.util.find_spec('x') is None, reason='')\n")
+    assert not import_skips("import pytest\nif not gpu:\n    pytest.skip('no GPU')\n")
+    assert not import_skips("try:\n    import x\nexcept ImportError:\n    pytest.fail('x is missing')\n")
+
+
+def test_no_test_skips_on_an_import():
+    """Declared dependencies are imported plainly: a missing one fails the run instead of hiding tests."""
+    offenders = {p.name: import_skips(p.read_text()) for p in sorted((ROOT / "tests").rglob("*.py"))}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"tests that skip on an import (import the dependency at the top instead): {offenders}"

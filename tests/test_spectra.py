@@ -7,6 +7,7 @@ a different algorithm from the cross-product eigen-decompositions under test.
 import dask.array as da
 import numpy as np
 import pytest
+import torch
 
 from repbench.spectra import (
     SPECTRUM_KEYS,
@@ -216,7 +217,6 @@ def test_shape_errors():
 
 
 def _cuda_available():
-    torch = pytest.importorskip("torch")
     return torch.cuda.is_available()
 
 

@@ -33,8 +33,26 @@ METADATA = {
 }
 
 
+def settle_layout(fig) -> None:
+    """Run the figure's layout engine to its fixed point, then freeze the axes where it put them.
+
+    Constrained layout moves a colorbar a little between the first and the second draw, so without this the
+    first file saved differs from the next ones (and the PNG and PDF of one figure have different layouts).
+    """
+    if fig.get_layout_engine() is None:
+        return
+    fig.draw_without_rendering()
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+
+
 def save(fig, paths: list[str | Path], dpi: int = 150) -> None:
-    """Save ``fig`` to every path (format from the suffix) atomically, without volatile metadata."""
+    """Save ``fig`` to every path (format from the suffix) atomically, without volatile metadata.
+
+    The layout is settled once first (:func:`settle_layout`), so every file of the figure has the same layout
+    and saving it again gives the same bytes.
+    """
+    settle_layout(fig)
     for path in map(Path, paths):
         fmt = path.suffix.lstrip(".")
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,24 @@ def _hint(name: str, spec: dict) -> str:
         hints.append("checkpoints without safetensors need `use_safetensors: false` (pickle weights; trust the source)")
     elif spec["source"] == "local":
         hints.append("the path must hold config.json and the weights (save_pretrained layout)")
+        if spec.get("use_safetensors", True):
+            hints.append("only safetensors weights are loaded: for a pickle checkpoint (pytorch_model.bin) you "
+                         "trust, set `use_safetensors: false` in the model entry")
     return f"could not load model {name!r}: " + "; ".join(hints)
+
+
+def _pickle_only_weights(location: str) -> list[str]:
+    """The pickle weight files (``pytorch_model*.bin``) of a local directory that has no safetensors weights
+    (empty for hub ids, for directories with safetensors and for directories without pickle weights)."""
+    path = Path(location)
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return []
+    return sorted(p.name for p in path.glob("pytorch_model*.bin"))
+
+
+def _trust_remote_code(spec: dict) -> bool:
+    """``trust_remote_code`` as every ``from_pretrained`` call gets it: False unless the entry sets it true."""
+    return bool(spec.get("trust_remote_code", False))
 
 
 def load_tokenizer(name: str, spec: dict, revision: str | None = None):
@@ -90,7 +107,7 @@ def load_tokenizer(name: str, spec: dict, revision: str | None = None):
     location, rev = _tokenizer_location(spec, revision)
     try:
         tok = AutoTokenizer.from_pretrained(
-            location, revision=rev, trust_remote_code=spec.get("trust_remote_code", False)
+            location, revision=rev, trust_remote_code=_trust_remote_code(spec)
         )
     except Exception as exc:
         raise ModelLoadError(f"{_hint(name, spec)} (tokenizer from {location!r}: {exc})") from exc
@@ -130,7 +147,7 @@ def load_image_processor(name: str, spec: dict, model: torch.nn.Module, revision
     location, rev = _tokenizer_location(spec, revision, key="image_processor")
     try:
         return AutoImageProcessor.from_pretrained(
-            location, revision=rev, trust_remote_code=spec.get("trust_remote_code", False)
+            location, revision=rev, trust_remote_code=_trust_remote_code(spec)
         )
     except Exception as exc:
         raise ModelLoadError(f"{_hint(name, spec)} (image processor from {location!r}: {exc})") from exc
@@ -139,7 +156,7 @@ def load_image_processor(name: str, spec: dict, model: torch.nn.Module, revision
 def load_model(name: str, spec: dict, revision: str | None = None) -> LoadedModel:
     """Load model instance ``name`` (eval mode, float32 on CPU) with its tokenizer or image processor and
     provenance."""
-    from transformers import AutoModel
+    from transformers import AutoConfig, AutoModel
 
     modality = spec.get("modality", "text")
     tokenizer = load_tokenizer(name, spec, revision) if modality == "text" else None
@@ -155,12 +172,25 @@ def load_model(name: str, spec: dict, revision: str | None = None) -> LoadedMode
         provenance.update(architecture=spec["architecture"], seed=spec.get("seed", 0))
     else:
         location, rev = _source_location(spec, revision)
+        use_safetensors = spec.get("use_safetensors", True)
+        pickles = _pickle_only_weights(location) if use_safetensors else []
+        if pickles:
+            raise ModelLoadError(
+                f"could not load model {name!r}: {location!r} has only pickle weights ({', '.join(pickles)}) and "
+                "no safetensors; repbench loads safetensors only, since unpickling a checkpoint can run arbitrary "
+                "code. If you trust this checkpoint, set `use_safetensors: false` in the model entry (or convert "
+                "it to safetensors)"
+            )
+        trust = _trust_remote_code(spec)
         try:
+            # The config is loaded here, not inside AutoModel, so trust_remote_code reaches it explicitly.
+            config = AutoConfig.from_pretrained(location, revision=rev, trust_remote_code=trust)
             model = AutoModel.from_pretrained(
                 location,
+                config=config,
                 revision=rev,
-                trust_remote_code=spec.get("trust_remote_code", False),
-                use_safetensors=spec.get("use_safetensors", True),
+                trust_remote_code=trust,
+                use_safetensors=use_safetensors,
                 dtype=torch.float32,
             )
         except Exception as exc:
