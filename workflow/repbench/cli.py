@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         for inst in instances:
             print(f"{inst.name}: {', '.join(datasets_for(inst, config))}")
         return 0
-    ds = store.open_activations(args.store)
+    try:
+        ds = store.open_activations(args.store)
+    except (OSError, KeyError, ValueError) as exc:  # zarr: FileNotFoundError, or not a repbench store
+        print(f"error: {args.store}: {exc}", file=sys.stderr)
+        return 2
     print(ds)
     print({k: ds.attrs[k] for k in ("model", "dataset", "n_samples", "config_hash") if k in ds.attrs})
     return 0
