@@ -180,7 +180,7 @@ def stage_neighbors(smk) -> None:
     """Exact k-NN graphs of every layer, per pooling and space: ``indices`` int32, ``distances`` float32."""
     from tqdm.auto import tqdm
 
-    from .metrics.alignment import preprocess
+    from .preprocess import preprocess
     from .neighbors import knn
 
     acts, p = smk.input.activations, smk.params
@@ -248,7 +248,7 @@ class StoreLayers:
         return self.array.shape[0]
 
     def __getitem__(self, layer: int) -> np.ndarray:
-        from .metrics.alignment import preprocess
+        from .preprocess import preprocess
 
         X = self.array[layer]
         if not np.isfinite(X).all():
