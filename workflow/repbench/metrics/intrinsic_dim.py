@@ -1,6 +1,6 @@
 """Intrinsic-dimension (ID) estimators working from an exact euclidean k-NN graph.
 
-Inputs follow the neighbour-graph contract (DESIGN.md): for N samples, ``indices`` int (N, kmax) and
+Inputs follow the neighbour-graph contract (see docs/design.md): for N samples, ``indices`` int (N, kmax) and
 ``distances`` float (N, kmax), self excluded, ascending distance, ties broken by lower index, distances exact
 (exact duplicate rows are at distance exactly 0). Column j (0-based) holds the (j+1)-th neighbour, so
 rⱼ(i) = ``distances[i, j-1]``. Every estimator computes in float64 and returns a finite float or raises
@@ -14,7 +14,7 @@ Estimators (N = number of distinct samples, μ a ratio of neighbour distances, l
     mle_levina_bickel   Levina & Bickel 2004: mᵢ = (k−1)/Σ_{j<k} log(R_k/R_j), harmonic-mean combine.
     local_id            Ruppik et al. ("Less is more"): TwoNN inside each point's k-neighbourhood.
 
-Duplicates (METRICS.md): exact duplicate rows make r₁ = 0 and collapse TwoNN/MLE to 0, so they are removed
+Duplicates (see docs/metrics.md): exact duplicate rows make r₁ = 0 and collapse TwoNN/MLE to 0, so they are removed
 first — :func:`duplicate_mask` (from raw rows) or :func:`duplicate_mask_from_graph` (from the graph's
 exact zeros and its tie rule), then :func:`deduplicate_graph` drops them from the sample set and from the
 neighbour lists, recomputing exactly the few rows left with too few neighbours. :func:`estimate_layer`
