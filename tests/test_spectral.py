@@ -130,7 +130,7 @@ def test_alpha_req_from_gaussian_samples_within_two_percent(exponent):
     """N = 20 000 Gaussian samples, D = 200, covariance with λᵢ ∝ i^(−a) in a random basis.
 
     Sampling noise (≈ √(2/N) per eigenvalue, plus eigenvalue repulsion) leaves α within 0.3 % here
-    (seeds 0–2 and a ∈ {0.5, 1, 2} observed ≤ 0.3 %); the asserted tolerance is the 2 % of METRICS.md.
+    (seeds 0–2 and a ∈ {0.5, 1, 2} observed ≤ 0.3 %); the asserted tolerance is the 2 % of docs/metrics.md.
     """
     rng = np.random.default_rng(2)
     n, d = 20_000, 200

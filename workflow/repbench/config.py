@@ -8,6 +8,7 @@ per revision, named ``MODEL@REVISION``. Both raise :class:`ConfigError` naming t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -377,3 +378,28 @@ def neighbor_spaces(config: dict, has_pairs: bool) -> list[str]:
 
     layer_metrics = [m for family in config["metrics"]["families"] for m in chosen_metrics(config, family)]
     return graph_spaces(layer_metrics, chosen_metrics(config, "alignment") if has_pairs else [])
+
+
+def schema_defaults(*path: str) -> dict:
+    """The defaults the schema gives the config section at ``path``, e.g. ``schema_defaults("metrics",
+    "intrinsic_dim")``: the schema is the only source of defaults, library functions called without a full config
+    take theirs from here."""
+    node = _schema()
+    for key in path:
+        node = node["properties"][key]
+    return _defaults(node)
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _defaults(node: dict) -> dict:
+    out = {}
+    for key, sub in node.get("properties", {}).items():
+        if sub.get("type") == "object" and "properties" in sub:
+            out[key] = _defaults(sub)
+        elif "default" in sub:
+            out[key] = sub["default"]
+    return out

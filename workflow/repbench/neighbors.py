@@ -1,6 +1,6 @@
 """Exact, blocked k-nearest-neighbour graphs (pure functions on arrays, no file I/O).
 
-Contract (DESIGN.md, "Neighbor graph"): for every sample i the ``kmax`` nearest other samples (self excluded),
+Contract (see docs/design.md, "Neighbor graph"): for every sample i the ``kmax`` nearest other samples (self excluded),
 sorted by ascending distance, ties broken by lower index; ``indices`` int32 ``(N, kmax)``, ``distances``
 float32 ``(N, kmax)``. Any ``k <= kmax`` is a prefix.
 

@@ -1,12 +1,12 @@
 # What jobs ask for and what they record. Resource needs of every rule, derived from the config
-# (repbench.jobs.Estimator): memory from the model's size and the data's shape, wall time from the sample count
+# (repbench.resources.Estimator): memory from the model's size and the data's shape, wall time from the sample count
 # and the work per sample, a GPU for extraction unless `extract.device: cpu`. The same rules and profile serve a
 # tiny random-init model and a 7B one. A retried job (profiles/slurm sets `retries`) asks `attempt` times as much
 # memory and time. Profiles may still override any value per rule (`set-resources`); partitions and accounts are
 # the profile's business, not the workflow's.
-from repbench.jobs import Estimator
+from repbench.resources import Estimator
 
-ESTIMATOR = Estimator(config, INSTANCES, neighbor_spaces=NEIGHBOR_SPACES)
+ESTIMATOR = Estimator(config, INSTANCES)
 # extraction runs on one GPU (the default profile runs one extraction per GPU at a time; Slurm allocates one)
 EXTRACT_GPUS = 0 if config["extract"].get("device", "auto") == "cpu" else 1
 

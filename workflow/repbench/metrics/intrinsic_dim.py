@@ -1,6 +1,6 @@
 """Intrinsic-dimension (ID) estimators working from an exact euclidean k-NN graph.
 
-Inputs follow the neighbour-graph contract (DESIGN.md): for N samples, ``indices`` int (N, kmax) and
+Inputs follow the neighbour-graph contract (see docs/design.md): for N samples, ``indices`` int (N, kmax) and
 ``distances`` float (N, kmax), self excluded, ascending distance, ties broken by lower index, distances exact
 (exact duplicate rows are at distance exactly 0). Column j (0-based) holds the (j+1)-th neighbour, so
 rⱼ(i) = ``distances[i, j-1]``. Every estimator computes in float64 and returns a finite float or raises
@@ -14,7 +14,7 @@ Estimators (N = number of distinct samples, μ a ratio of neighbour distances, l
     mle_levina_bickel   Levina & Bickel 2004: mᵢ = (k−1)/Σ_{j<k} log(R_k/R_j), harmonic-mean combine.
     local_id            Ruppik et al. ("Less is more"): TwoNN inside each point's k-neighbourhood.
 
-Duplicates (METRICS.md): exact duplicate rows make r₁ = 0 and collapse TwoNN/MLE to 0, so they are removed
+Duplicates (see docs/metrics.md): exact duplicate rows make r₁ = 0 and collapse TwoNN/MLE to 0, so they are removed
 first — :func:`duplicate_mask` (from raw rows) or :func:`duplicate_mask_from_graph` (from the graph's
 exact zeros and its tie rule), then :func:`deduplicate_graph` drops them from the sample set and from the
 neighbour lists, recomputing exactly the few rows left with too few neighbours. :func:`estimate_layer`
@@ -43,13 +43,6 @@ import numpy as np
 import torch
 from scipy import optimize
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "twonn_discard_fraction": 0.1,
-    "gride_max_scale": 32,
-    "mle_k": 20,
-    "local_k": 128,
-    "estimators": ["twonn", "twonn_mle", "gride", "mle_levina_bickel", "local_id"],
-}
 GRIDE_OUTLIER_SPREAD = 20.0  # DADApy: drop μ ≥ q₅₀ + 20·(q₉₅ − q₅₀) ("overlapping data points")
 GRIDE_SEARCH_INTERVAL = (1e-3, 1e3)  # DADApy's default (d0, d1); widened here if the root lies above
 LOCAL_ID_BLOCK_BYTES = 64 * 2**20
@@ -493,11 +486,12 @@ def deduplicate_graph(indices, distances, duplicates, n_neighbors: int, X=None) 
 
 
 def _resolved_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    cfg = dict(DEFAULT_CONFIG)
-    unknown = set(config or {}) - set(DEFAULT_CONFIG)
+    from ..config import schema_defaults
+
+    cfg = schema_defaults("metrics", "intrinsic_dim")  # the config schema is the one source of defaults
+    unknown = set(config or {}) - set(cfg)
     if unknown:
-        raise ValueError(f"unknown intrinsic-dimension config keys {sorted(unknown)}; "
-                         f"expected {sorted(DEFAULT_CONFIG)}")
+        raise ValueError(f"unknown intrinsic-dimension config keys {sorted(unknown)}; expected {sorted(cfg)}")
     cfg.update(config or {})
     names = list(cfg["estimators"])
     bad = [name for name in names if name not in ESTIMATORS]
@@ -561,7 +555,7 @@ def estimate_layer(X, indices, distances, config: Mapping[str, Any] | None = Non
 
     X: (N, D) raw vectors or None (then duplicates come from the graph, and ``local_id`` and the exact
     recomputation of short rows are unavailable); indices/distances: the layer's euclidean graph
-    (N, kmax). ``config`` keys (defaults in ``DEFAULT_CONFIG``): ``twonn_discard_fraction``,
+    (N, kmax). ``config`` keys (defaults: the config schema, ``metrics.intrinsic_dim``): ``twonn_discard_fraction``,
     ``gride_max_scale`` (n₁ = 1, 2, 4, … ≤ it; needs 2·n₁ ≤ kmax), ``mle_k``, ``local_k``, ``estimators``.
 
     Each row: estimator, statistic ("estimate"; "mean"/"median"/"q25"/"q75" for local_id), k (2 for TwoNN,

@@ -26,16 +26,20 @@ from .. import __version__
 
 @contextlib.contextmanager
 def redirect_output(log_path: str | Path):
-    """Send this process's fds 1 and 2 (Python and C-level writes) to ``log_path``; restore on exit."""
+    """Send this process's fds 1 and 2 (C-level writes) and ``sys.stdout``/``sys.stderr`` (Python writes, also
+    where they had been replaced) to ``log_path``; restore all on exit."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush(), sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
+    saved, saved_streams = (os.dup(1), os.dup(2)), (sys.stdout, sys.stderr)
     with open(log_path, "a") as log:
         os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
         try:
             yield
         finally:
             sys.stdout.flush(), sys.stderr.flush()
+            sys.stdout, sys.stderr = saved_streams
             os.dup2(saved[0], 1), os.dup2(saved[1], 2)
             os.close(saved[0]), os.close(saved[1])
 

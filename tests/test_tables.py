@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repbench.cli import phase_table
+from repbench.tables import phase_table
 from repbench.figures.spectral import power_law_line
 from repbench.metrics.spectral import alpha_req
 from repbench.train import token_blocks

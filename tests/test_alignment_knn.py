@@ -1,0 +1,45 @@
+"""repbench.metrics.alignment.knn: the kNN-set metrics against dense definitions, slot look-up, LCS."""
+
+import numpy as np
+import pytest
+from reference import dense_cycle, dense_lcs, dense_mutual, graphs, related_pair
+
+from repbench.metrics import alignment as al
+from repbench.metrics.alignment import knn as al_knn
+
+
+@pytest.mark.parametrize("k", [1, 5, 15])
+def test_knn_metrics_equal_dense_definitions(k):
+    A, B = related_pair(np.random.default_rng(0))
+    ga, gb = graphs(A, B)
+    assert al.mutual_knn(ga, gb, k) == pytest.approx(dense_mutual(ga, gb, k), abs=1e-12)
+    assert al.cycle_knn(ga, gb, k) == pytest.approx(dense_cycle(ga, gb, k), abs=1e-12)
+    assert al.cycle_knn(gb, ga, k) == pytest.approx(dense_cycle(gb, ga, k), abs=1e-12)
+    assert al.lcs_knn(ga, gb, k) == pytest.approx(dense_lcs(ga, gb, k), abs=1e-12)
+
+
+def test_sorted_key_lookup_equals_dense_table(monkeypatch):
+    """Large N switches membership from the N×N slot table to sorted edge keys: same numbers."""
+    rng = np.random.default_rng(14)
+    layers_a = [rng.normal(size=(90, 6)) for _ in range(2)]
+    layers_b = [a @ rng.normal(size=(6, 5)) + rng.normal(size=(90, 5)) for a in layers_a]
+    ga, gb = np.stack(graphs(*layers_a, kmax=7)), np.stack(graphs(*layers_b, kmax=7))
+    metrics = (*al.KNN_METRICS, "cknna")
+    dense = al.pair_matrices(layers_a, layers_b, ga, gb, 7, metrics)
+    assert al._SlotLookup.from_graph(gb[0]).table is not None
+    monkeypatch.setattr(al_knn, "DENSE_LOOKUP_MAX_BYTES", 0)  # looked up in the knn module
+    assert al._SlotLookup.from_graph(gb[0]).table is None
+    sparse = al.pair_matrices(layers_a, layers_b, ga, gb, 7, metrics)
+    for name in metrics:
+        np.testing.assert_array_equal(sparse[name], dense[name], err_msg=name)
+    assert al.cycle_knn(ga[0], gb[1], 7) == pytest.approx(dense_cycle(ga[0], gb[1], 7))
+    assert al.lcs_knn(ga[1], gb[0], 7) == pytest.approx(dense_lcs(ga[1], gb[0], 7))
+
+
+def test_lcs_on_hand_made_lists():
+    filler = np.array([[0, 1, 2, 3]] * 6)  # 10 samples, so every index below is a valid sample
+    a = np.vstack([[[1, 2, 3, 4], [4, 3, 2, 1], [1, 2, 3, 4], [5, 6, 7, 8]], filler])
+    b = np.vstack([[[1, 2, 3, 4], [1, 2, 3, 4], [2, 9, 4, 1], [1, 2, 3, 4]], filler])
+    np.testing.assert_allclose(al.lcs_knn_per_sample(a, b, 4)[:4], [1.0, 0.25, 0.5, 0.0])
+    np.testing.assert_allclose(al.mutual_knn_per_sample(a, b, 4)[:4], [1.0, 1.0, 0.75, 0.0])
+    np.testing.assert_allclose(al.lcs_knn_per_sample(a, b, 2)[:4], [1.0, 0.0, 0.5, 0.0])

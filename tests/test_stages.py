@@ -1,0 +1,54 @@
+"""repbench.stages: the job wrapper every rule shares, and the stages' own readers."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from repbench import store
+from repbench.stages import run_job
+from repbench.stages.alignment import StoreLayers
+
+
+def job(tmp_path, rule="demo"):
+    return SimpleNamespace(rule=rule, threads=1, wildcards={"model": "m"}, log=[str(tmp_path / "logs" / "demo.log")])
+
+
+def test_run_job_logs_provenance_output_and_wall_time(tmp_path, capfd):
+    def demo(j):
+        print("inside the job")
+
+    run_job(job(tmp_path), {"demo": demo})
+    log = (tmp_path / "logs" / "demo.log").read_text().splitlines()
+    assert log[0] == "== repbench rule demo {'model': 'm'}" and log[1].startswith("host: ")
+    assert "inside the job" in log and log[-1].startswith("wall_time_s: ")
+    assert "inside the job" not in capfd.readouterr().out  # the job's output went to the log, not the terminal
+
+
+def test_run_job_logs_the_traceback_of_a_failing_job_and_reraises(tmp_path):
+    def broken(j):
+        raise RuntimeError("model 'm', layer 3: boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_job(job(tmp_path, "broken"), {"broken": broken})
+    log = (tmp_path / "logs" / "demo.log").read_text()
+    assert "RuntimeError: model 'm', layer 3: boom" in log and "wall_time_s: " in log
+
+
+def test_a_rule_without_a_stage_function_is_an_error(tmp_path):
+    with pytest.raises(KeyError, match="no function for rule 'other'"):
+        run_job(job(tmp_path, "other"), {"demo": print})
+
+
+def test_store_layers_read_lazily_and_name_model_and_layer_on_non_finite_values(tmp_path):
+    path = tmp_path / "m.zarr"
+    group = store.create_activation_store(path, sample_ids=[f"s{i}" for i in range(6)], n_layers=2, n_features=3,
+                                          poolings=["mean"], chunk_samples=6, dtype="float32", attrs={"model": "m1"})
+    values = np.arange(36, dtype=np.float32).reshape(2, 6, 3)
+    values[1, 4, 2] = np.nan
+    group["mean"][...] = values
+    layers = StoreLayers(path, "mean", None)
+    assert len(layers) == 2
+    np.testing.assert_array_equal(layers[0], values[0])
+    with pytest.raises(ValueError, match="model 'm1', pooling 'mean', layer 1: activations contain non-finite"):
+        layers[1]

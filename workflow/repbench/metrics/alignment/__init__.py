@@ -1,0 +1,325 @@
+"""Alignment metrics between two models' representations of the same N samples (PRH family).
+
+Pure functions on arrays; definitions: see docs/metrics.md (section "Alignment"). Notation: A ∈ ℝ^{N×Dₐ},
+B ∈ ℝ^{N×D_b} one layer of each model (rows = the same samples), x̂ = x/‖x‖, Nₖᴬ(i) the k nearest neighbours
+of sample i in A (cosine, self excluded, ties by lower index: the prefix k ≤ kmax of a stored graph).
+
+kNN family (:mod:`.knn`): mutual_knn, cycle_knn, lcs_knn and their per-sample terms. Kernel family
+(:mod:`.kernels`): linear_cka, unbiased_cka, cknna, svcca. Summaries, permutation null and bootstrap intervals:
+:mod:`.summaries`. Preprocessing (|x|-quantile clipping) lives in :mod:`repbench.preprocess`.
+
+This module: layer × layer. ``prepare_model`` does the per-layer work once, one layer read at a time;
+``pair_matrices_prepared`` (``pair_matrices`` from raw layers) gives every metric's (Lₐ, L_b) matrix. CKA,
+unbiased CKA and SVCCA of a layer pair all come from one cross product PₐᵀP_b of the centred layers, computed in
+a pass that holds at most ``budget_bytes`` of layers and re-reads the rest, so memory stays bounded for large N.
+Registry ``METRICS`` at the bottom.
+
+Differences from the PRH reference code (documented, not copied): lcs_knn is divided by k; CKNNA/CKA ratios
+have no "+1e-6" in the denominator (undefined ratios give NaN); SVCCA is the paper's definition (variance
+fraction per side, exact CCA), not a rank-10 ``svd_lowrank`` plus noise; CKA/unbiased CKA/SVCCA use the
+features as given (after optional clipping), L2 normalisation is applied only where a definition says so
+(kNN graphs, CKNNA kernels); summaries report the argmax as (layer_a, layer_b).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ... import registry
+from .kernels import (
+    LayerFactors,
+    _check_same_samples,
+    _cka_from_prepared,
+    _cknna_from_prepared,
+    _CknnaLayer,
+    _cross_sq_norm,
+    _KernelLayer,
+    _prepare_cknna_layer,
+    _prepare_kernel_layer,
+    _prepare_svcca_layer,
+    _svcca_from_cross,
+    _SvccaLayer,
+    _unbiased_cka_from_prepared,
+    cknna,
+    linear_cka,
+    svcca,
+    unbiased_cka,
+)
+from .knn import (
+    DENSE_LOOKUP_MAX_BYTES,
+    _lcs_lengths,
+    _prefix,
+    _relations,
+    _SlotLookup,
+    cycle_knn,
+    cycle_knn_per_sample,
+    lcs_knn,
+    lcs_knn_per_sample,
+    mutual_knn,
+    mutual_knn_per_sample,
+)
+from .summaries import SUMMARIES, bootstrap_ci, matched_layers, null_calibration_prepared, summarize
+
+__all__ = [
+    "DEFAULT_FEATURE_BUDGET_BYTES", "DENSE_LOOKUP_MAX_BYTES", "KNN_METRICS", "METRICS", "PAIR_METRICS", "SUMMARIES",
+    "AlignmentMetric", "LayerFactors", "PreparedLayer", "PreparedModel", "bootstrap_ci", "cknna", "cycle_knn",
+    "cycle_knn_ab_per_sample", "cycle_knn_ba_per_sample", "cycle_knn_per_sample", "lcs_knn", "lcs_knn_per_sample", "linear_cka", "matched_layers", "mutual_knn",
+    "mutual_knn_per_sample", "null_calibration_prepared", "pair_matrices", "pair_matrices_prepared",
+    "prepare_model", "summarize", "svcca", "unbiased_cka",
+]
+
+# ------------------------------------------------------------------------------------------- layer × layer
+
+# which metric reads what: repbench.registry (the one list of metrics)
+PAIR_METRICS = registry.names("alignment")
+KNN_METRICS = tuple(m for m in PAIR_METRICS if registry.METRICS[m].reads == ("graphs",))
+_GRAPH_METRICS = frozenset(registry.reads(PAIR_METRICS, "graphs"))
+_FEATURE_METRICS = frozenset(registry.reads(PAIR_METRICS, "features"))
+
+
+DEFAULT_FEATURE_BUDGET_BYTES = 1024 * 2**20  # features held at once by the dense metrics (see LayerFactors)
+# dense metrics that come from one cross product of the centred layers (CKNNA's kernel lives on the graph's edges)
+_DENSE_PAIR_METRICS = frozenset(registry.dense(PAIR_METRICS)) - _GRAPH_METRICS
+
+
+@dataclass(frozen=True)
+class PreparedLayer:
+    """Everything one layer contributes to any pair except its N×m factor, computed once (``prepare_model``)."""
+
+    graph: np.ndarray | None  # (N, k) int64 k-NN prefix
+    kernel: _KernelLayer | None
+    cknna: _CknnaLayer | None
+    svcca: _SvccaLayer | None
+
+    def permuted(self, perm: np.ndarray, inverse: np.ndarray) -> PreparedLayer:
+        """The same layer with its samples reordered (new sample i = old perm[i]); graphs relabelled."""
+        return PreparedLayer(
+            graph=None if self.graph is None else inverse[self.graph[perm]],
+            kernel=None if self.kernel is None else self.kernel.permuted(perm),
+            cknna=None if self.cknna is None else self.cknna.permuted(perm, inverse),
+            svcca=None if self.svcca is None else self.svcca.permuted(perm),
+        )
+
+    @property
+    def n_samples(self) -> int:
+        if self.graph is not None:
+            return self.graph.shape[0]
+        if self.kernel is not None:
+            return len(self.kernel.row_sq)
+        raise ValueError("empty prepared layer")
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """One model's prepared layers plus access to their factors (only when a dense pair metric is asked)."""
+
+    layers: list[PreparedLayer]
+    factors: LayerFactors | None
+    budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def permuted(self, perm: np.ndarray, inverse: np.ndarray) -> PreparedModel:
+        """Samples reordered (new sample i = old perm[i]) without recomputing anything per layer."""
+        return replace(self, layers=[layer.permuted(perm, inverse) for layer in self.layers],
+                       factors=None if self.factors is None else self.factors.permuted(perm))
+
+
+def prepare_model(layers, graphs, k: int, metrics, svcca_variance: float = 0.99,
+                  svcca_components: int | None = None,
+                  budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES) -> PreparedModel:
+    """Per-layer work for ``metrics``, one layer at a time: k-prefix of the graph, centred Gram factor and its
+    HSIC terms, CKNNA kernel values, SVCCA projection.
+
+    ``layers`` (L of (N, D), e.g. a lazy sequence reading a store; None if only kNN metrics are asked) is read
+    once here; when a dense pair metric (CKA, unbiased CKA, SVCCA) is asked, the factors are kept up to a quarter
+    of ``budget_bytes`` and re-read from ``layers`` beyond it. ``graphs`` (L, N, ≥k), None if only CKA/unbiased
+    CKA/SVCCA are asked. Cost O(L·N·D·min(N, D)); memory O(N·(k + D)) per layer in flight plus the kept factors.
+    """
+    metrics = _validated_metrics(metrics)
+    need_graph = bool(_GRAPH_METRICS & set(metrics))
+    need_features = bool(_FEATURE_METRICS & set(metrics))
+    need_kernel = bool(_DENSE_PAIR_METRICS & set(metrics))
+    if need_graph and graphs is None:
+        raise ValueError(f"metrics {sorted(_GRAPH_METRICS & set(metrics))} need neighbour graphs")
+    if need_features and layers is None:
+        raise ValueError(f"metrics {sorted(_FEATURE_METRICS & set(metrics))} need the layer activations")
+    n_layers = len(graphs) if need_graph else len(layers)
+    if need_graph and need_features and len(layers) != len(graphs):
+        raise ValueError(f"{len(layers)} layers but {len(graphs)} graphs")
+    factors = LayerFactors(layers, budget_bytes // 4) if need_features else None
+    prepared = []
+    for layer in range(n_layers):
+        graph = _prefix(graphs[layer], k) if need_graph else None
+        features = factors.features(layer) if need_features else None
+        if graph is not None and features is not None and features.shape[0] != graph.shape[0]:
+            raise ValueError(f"features have {features.shape[0]} samples but the graph has {graph.shape[0]}")
+        cknna_layer = _prepare_cknna_layer(features, graph) if "cknna" in metrics else None
+        kernel = svcca_layer = None
+        if need_kernel:
+            kernel, gram = _prepare_kernel_layer(factors.factor_from_features(layer, features))
+            if "svcca" in metrics:
+                svcca_layer = _prepare_svcca_layer(gram, features.shape[0], svcca_variance, svcca_components)
+        prepared.append(PreparedLayer(graph=graph, kernel=kernel, cknna=cknna_layer, svcca=svcca_layer))
+        del features
+    return PreparedModel(prepared, factors if need_kernel else None, budget_bytes)
+
+
+def pair_matrices(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=PAIR_METRICS,
+                  svcca_variance: float = 0.99, svcca_components: int | None = None,
+                  budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES) -> dict[str, np.ndarray]:
+    """Layer × layer matrices of every metric for one model pair: {name: float64 (Lₐ, L_b)}, [i, j] = (A layer i,
+    B layer j).
+
+    layers_* : sequences of (N, D) float arrays (None when only kNN metrics are asked); a lazy sequence (e.g.
+               reading a Zarr store) keeps memory bounded for large N: see ``budget_bytes``;
+    graphs_*  : int arrays (L, N, kmax) of cosine neighbour graphs (None when no kNN metric/CKNNA is asked);
+    k ≤ kmax; metrics ⊆ {mutual_knn, cycle_knn_ab, cycle_knn_ba, lcs_knn, cka, unbiased_cka, cknna, svcca};
+    budget_bytes : float64 factors (N×min(N, D) each) held at once by the dense metrics; A's layers go through
+               in groups of at most half of it, B's are re-read once per group when they do not fit.
+    cycle_knn_ab[i, j] = cycle_knn(Aᵢ, B_j) (via B's neighbours, back through A's); cycle_knn_ba[i, j] =
+    cycle_knn(B_j, Aᵢ). Per-layer work (graph prefixes, centring, Gram factors, SVCCA bases, CKNNA kernel values)
+    is done once per layer, not per pair. Per pair: O(N·k) for mutual/cycle kNN and CKNNA (O(N·k·log(N·k)) when
+    N² exceeds ``DENSE_LOOKUP_MAX_BYTES``), O(N·k²) for LCS, O(N·rₐ·r_b) for the CKA family and SVCCA (one
+    cross product PₐᵀP_b, r = min(N, D)).
+    """
+    metrics = _validated_metrics(metrics)
+    options = dict(svcca_variance=svcca_variance, svcca_components=svcca_components, budget_bytes=budget_bytes)
+    model_a = prepare_model(layers_a, graphs_a, k, metrics, **options)
+    model_b = prepare_model(layers_b, graphs_b, k, metrics, **options)
+    return pair_matrices_prepared(model_a, model_b, metrics)
+
+
+def pair_matrices_prepared(model_a: PreparedModel, model_b: PreparedModel, metrics=PAIR_METRICS) -> dict[str, np.ndarray]:
+    """``pair_matrices`` on models already run through ``prepare_model`` (e.g. reused across permutations).
+
+    Graph metrics loop over B's layers outside, so only one B-layer slot look-up (≤ ``DENSE_LOOKUP_MAX_BYTES``)
+    is alive; dense metrics go through ``_dense_scores``.
+    """
+    metrics = _validated_metrics(metrics)
+    if len(model_a) and len(model_b):
+        _check_same_samples(model_a.layers[0].n_samples, model_b.layers[0].n_samples)
+    out = {name: np.full((len(model_a), len(model_b)), np.nan) for name in metrics}
+    graph_metrics = [m for m in metrics if m in _GRAPH_METRICS]
+    if graph_metrics:
+        for j, b in enumerate(model_b.layers):
+            lookup_b = _SlotLookup.from_graph(b.graph)
+            for i, a in enumerate(model_a.layers):
+                for name, value in _graph_scores(a, b, lookup_b, graph_metrics).items():
+                    out[name][i, j] = value
+    dense_metrics = [m for m in metrics if m in _DENSE_PAIR_METRICS]
+    if dense_metrics:
+        _dense_scores(model_a, model_b, dense_metrics, out)
+    return out
+
+
+def _graph_scores(a: PreparedLayer, b: PreparedLayer, lookup_b: _SlotLookup, metrics) -> dict[str, float]:
+    relations = _relations(a.graph, lookup_b)
+    k = a.graph.shape[1]
+    scores = {}
+    if "mutual_knn" in metrics:
+        scores["mutual_knn"] = float(np.count_nonzero(relations.positions >= 0) / relations.positions.size)
+    if "lcs_knn" in metrics:
+        scores["lcs_knn"] = float(_lcs_lengths(relations.positions).mean() / k)
+    if "cycle_knn_ab" in metrics:
+        scores["cycle_knn_ab"] = float(relations.cycle_ab().mean())
+    if "cycle_knn_ba" in metrics:
+        scores["cycle_knn_ba"] = float(relations.cycle_ba().mean())
+    if "cknna" in metrics:
+        scores["cknna"] = _cknna_from_prepared(a.cknna, b.cknna, relations.positions)
+    return scores
+
+
+def _dense_scores(model_a: PreparedModel, model_b: PreparedModel, metrics, out: dict[str, np.ndarray]) -> None:
+    """CKA, unbiased CKA and SVCCA of every layer pair from one cross product C = PₐᵀP_b each.
+
+    A's layers go in groups whose factors take at most half of A's budget; for each group every B factor is
+    fetched once (from the cache or re-read), so memory stays within the budget plus one B layer.
+    """
+    n = model_a.layers[0].n_samples
+    group_bytes = max(1, model_a.budget_bytes // 2)
+    group: list[int] = []
+    groups, size = [], 0
+    for i, layer in enumerate(model_a.layers):
+        width_bytes = n * layer.kernel.width * 8
+        if group and size + width_bytes > group_bytes:
+            groups.append(group)
+            group, size = [], 0
+        group.append(i)
+        size += width_bytes
+    groups.append(group)
+    for rows in groups:
+        factors_a = {i: model_a.factors[i] for i in rows}
+        for j, b in enumerate(model_b.layers):
+            factor_b = model_b.factors[j]
+            for i in rows:
+                a = model_a.layers[i]
+                cross = factors_a[i].T @ factor_b
+                cross_sq = _cross_sq_norm(cross)
+                if "cka" in metrics:
+                    out["cka"][i, j] = _cka_from_prepared(a.kernel, b.kernel, cross_sq)
+                if "unbiased_cka" in metrics:
+                    out["unbiased_cka"][i, j] = _unbiased_cka_from_prepared(a.kernel, b.kernel, cross_sq)
+                if "svcca" in metrics:
+                    out["svcca"][i, j] = _svcca_from_cross(a.svcca, b.svcca, cross)
+            del factor_b
+        del factors_a
+
+
+def _validated_metrics(metrics) -> tuple[str, ...]:
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    unknown = [m for m in metrics if m not in PAIR_METRICS]
+    if unknown:
+        raise ValueError(f"unknown alignment metric(s) {unknown}; known: {list(PAIR_METRICS)}")
+    if not metrics:
+        raise ValueError("no metric requested")
+    return tuple(dict.fromkeys(metrics))
+
+
+# ----------------------------------------------------------------------------------------------- registry
+
+@dataclass(frozen=True)
+class AlignmentMetric:
+    """Registry entry: ``function`` with its own signature; ``__call__(A, B, idx_a, idx_b, k)`` uniform."""
+
+    name: str
+    function: Callable
+
+    @property
+    def uses_features(self) -> bool:
+        return "features" in registry.METRICS[self.name].reads
+
+    @property
+    def uses_graphs(self) -> bool:
+        return "graphs" in registry.METRICS[self.name].reads
+
+    def __call__(self, A=None, B=None, idx_a=None, idx_b=None, k=None):
+        if self.uses_features and self.uses_graphs:
+            return self.function(A, B, idx_a, idx_b, k)
+        if self.uses_graphs:
+            return self.function(idx_a, idx_b, k)
+        return self.function(A, B)
+
+
+def _cycle_knn_ba(idx_a, idx_b, k: int) -> float:
+    """cycle_knn in the other direction: cycle_knn(B, A)."""
+    return cycle_knn(idx_b, idx_a, k)
+
+
+def cycle_knn_ab_per_sample(idx_a, idx_b, k: int) -> np.ndarray:
+    """Per-sample terms of cycle_knn_ab = cycle_knn(A, B)."""
+    return cycle_knn_per_sample(idx_a, idx_b, k)
+
+
+def cycle_knn_ba_per_sample(idx_a, idx_b, k: int) -> np.ndarray:
+    """Per-sample terms of cycle_knn_ba = cycle_knn(B, A)."""
+    return cycle_knn_per_sample(idx_b, idx_a, k)
+
+
+_FUNCTIONS = {"mutual_knn": mutual_knn, "cycle_knn_ab": cycle_knn, "cycle_knn_ba": _cycle_knn_ba, "lcs_knn": lcs_knn,
+              "cka": linear_cka, "unbiased_cka": unbiased_cka, "cknna": cknna, "svcca": svcca}
+METRICS: dict[str, AlignmentMetric] = {name: AlignmentMetric(name, _FUNCTIONS[name]) for name in PAIR_METRICS}

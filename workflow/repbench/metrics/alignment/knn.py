@@ -1,0 +1,167 @@
+"""kNN-set alignment metrics between two models' neighbour graphs of the same N samples.
+
+Inputs: neighbour index arrays ``idx`` (N, ≥k); rows are sets of distinct indices, Nₖᴬ(i) the k nearest
+neighbours of sample i in A (cosine, self excluded, ties by lower index: the prefix k ≤ kmax of a stored graph).
+Membership between graphs is an O(1) look-up in an N×N slot table, or a sorted search when N is large: O(N·k) or
+O(N·k·log(N·k)) per layer pair, LCS O(N·k²):
+    mutual_knn(A, B) = (1/N) Σᵢ |Nₖᴬ(i) ∩ Nₖᴮ(i)| / k                    chance level k/(N−1)
+    cycle_knn(A, B)  = (1/N) Σᵢ 1[i ∈ ⋃_{j∈Nₖᴮ(i)} Nₖᴬ(j)]                 asymmetric
+    lcs_knn(A, B)    = (1/N) Σᵢ LCS(Nₖᴬ(i), Nₖᴮ(i)) / k   (ordered lists; the PRH code forgets the /k)
+Definitions: see docs/metrics.md (section "Alignment"). The slot look-up and the relations of A's edges in B
+(:class:`_SlotLookup`, :func:`_relations`) are shared with CKNNA (:mod:`.kernels`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def mutual_knn_per_sample(idx_a, idx_b, k: int) -> np.ndarray:
+    """|Nₖᴬ(i) ∩ Nₖᴮ(i)| / k for every sample: float64 (N,). O(N·k) (O(N·k·log(N·k)) for large N), plus
+    O(N²) bytes set to zero for the slot table."""
+    return (_relations(*_graph_pair(idx_a, idx_b, k)).positions >= 0).sum(axis=1) / k
+
+
+def mutual_knn(idx_a, idx_b, k: int) -> float:
+    """mutual_knn = (1/N) Σᵢ |Nₖᴬ(i) ∩ Nₖᴮ(i)| / k ∈ [0, 1]; chance level k/(N−1)."""
+    return float(mutual_knn_per_sample(idx_a, idx_b, k).mean())
+
+
+def cycle_knn_per_sample(idx_a, idx_b, k: int) -> np.ndarray:
+    """1[i ∈ ⋃_{j∈Nₖᴮ(i)} Nₖᴬ(j)] for every sample (go to B's neighbours, come back through A's): float64 (N,).
+
+    Hit for i ⟺ an A-edge j→i whose reverse i→j is a B-edge; found by one look-up per A-edge. O(N·k).
+    """
+    a, b = _graph_pair(idx_a, idx_b, k)
+    return _relations(a, b).cycle_ab().astype(np.float64)
+
+
+def cycle_knn(idx_a, idx_b, k: int) -> float:
+    """cycle_knn(A, B) = (1/N) Σᵢ 1[i ∈ ⋃_{j∈Nₖᴮ(i)} Nₖᴬ(j)]; asymmetric (report both directions).
+
+    Note: cycle_knn(A, A) is the fraction of samples with at least one reciprocal neighbour, which is < 1 when
+    some sample is in no neighbour's list (anti-hubs), so the "A vs A → 1" truth check does not hold for it.
+    """
+    return float(cycle_knn_per_sample(idx_a, idx_b, k).mean())
+
+
+def lcs_knn_per_sample(idx_a, idx_b, k: int) -> np.ndarray:
+    """LCS(Nₖᴬ(i), Nₖᴮ(i)) / k of the ordered neighbour lists, for every sample: float64 (N,).
+
+    The lists hold distinct indices, so the LCS equals the longest strictly increasing subsequence of the
+    positions in B's list of A's neighbours (in A's order), computed by patience sorting for all rows at once:
+    O(N·k²) time, O(N·k) memory.
+    """
+    return _lcs_lengths(_relations(*_graph_pair(idx_a, idx_b, k)).positions) / k
+
+
+def lcs_knn(idx_a, idx_b, k: int) -> float:
+    """lcs_knn = (1/N) Σᵢ LCS(Nₖᴬ(i), Nₖᴮ(i)) / k ∈ [0, 1] (ordered lists). O(N·k²)."""
+    return float(lcs_knn_per_sample(idx_a, idx_b, k).mean())
+
+
+def _lcs_lengths(positions: np.ndarray) -> np.ndarray:
+    """Longest strictly increasing subsequence of each row's non-negative entries (patience sorting, all rows
+    at once): (N, k) int positions (−1 = absent) → (N,) float64 lengths. O(N·k²)."""
+    n, k = positions.shape
+    tails = np.full((n, k), k, dtype=np.int64)  # tails[r, l]: smallest tail of an increasing run of length l+1
+    rows = np.arange(n)
+    for t in range(k):
+        value = positions[:, t]
+        present = value >= 0
+        slot = (tails < value[:, None]).sum(axis=1)
+        tails[rows[present], slot[present]] = value[present]
+    return (tails < k).sum(axis=1).astype(np.float64)
+
+
+def _prefix(idx, k: int) -> np.ndarray:
+    idx = np.asarray(idx)
+    if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"neighbour indices must be an integer (N, kmax) array, got {idx.dtype} {idx.shape}")
+    if not 1 <= k <= idx.shape[1]:
+        raise ValueError(f"k={k} must be in [1, kmax={idx.shape[1]}]")
+    prefix = np.ascontiguousarray(idx[:, :k], dtype=np.int64)
+    if prefix.size and (prefix.min() < 0 or prefix.max() >= idx.shape[0]):
+        raise ValueError(f"neighbour indices must lie in [0, N={idx.shape[0]})")
+    return prefix
+
+
+def _graph_pair(idx_a, idx_b, k: int):
+    a, b = _prefix(idx_a, k), _prefix(idx_b, k)
+    if a.shape != b.shape:
+        raise ValueError(f"neighbour arrays differ in shape: {a.shape} vs {b.shape} (same samples, same k?)")
+    return a, _SlotLookup.from_graph(b)
+
+
+DENSE_LOOKUP_MAX_BYTES = 256 * 2**20  # N×N slot table when it fits (N ≤ 16384 for k < 255), else sorted keys
+
+
+@dataclass(frozen=True)
+class _SlotLookup:
+    """slot(i, j) = position of j in row i of a k-NN graph, or −1: vectorised membership between graphs.
+
+    Dense form: an N×N table of slot+1 (uint8 for k < 255), O(1) per look-up, N²·itemsize bytes, used when
+    that is ≤ ``DENSE_LOOKUP_MAX_BYTES``. Sparse form: the sorted edge keys i·N + j, O(log(N·k)) per look-up.
+    Rows must hold distinct indices (true for k-NN graphs).
+    """
+
+    graph: np.ndarray                 # (N, k) int64
+    table: np.ndarray | None = None   # (N, N) slot + 1, 0 = absent
+    keys: np.ndarray | None = None    # sorted i·N + j
+    key_slots: np.ndarray | None = None
+
+    @classmethod
+    def from_graph(cls, graph: np.ndarray, max_dense_bytes: int | None = None) -> _SlotLookup:
+        n, k = graph.shape
+        dtype = np.uint8 if k < 255 else np.int32
+        limit = DENSE_LOOKUP_MAX_BYTES if max_dense_bytes is None else max_dense_bytes
+        if n * n * np.dtype(dtype).itemsize <= limit:
+            table = np.zeros((n, n), dtype=dtype)
+            table[np.arange(n)[:, None], graph] = np.arange(1, k + 1, dtype=dtype)
+            return cls(graph, table=table)
+        keys = np.repeat(np.arange(n, dtype=np.int64), k) * n + graph.ravel()
+        order = np.argsort(keys, kind="stable")
+        return cls(graph, keys=keys[order], key_slots=order % k)
+
+    def slots(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Slot of cols[...] in row rows[...] (broadcast arrays), −1 where absent; int64."""
+        if self.table is not None:
+            return self.table[rows, cols].astype(np.int64) - 1
+        n = self.graph.shape[0]
+        queries = (rows * n + cols).ravel()
+        where = np.minimum(np.searchsorted(self.keys, queries), len(self.keys) - 1)
+        found = self.keys[where] == queries
+        return np.where(found, self.key_slots[where], -1).reshape(np.broadcast(rows, cols).shape)
+
+
+@dataclass(frozen=True)
+class _Relations:
+    """How A's k-NN lists sit in B's, for all samples at once (the basis of every kNN metric and CKNNA).
+
+    positions[i, t]  = slot of A[i, t] in B's list of i, or −1;
+    reciprocal[i, t] = i ∈ B's list of A[i, t] (the A-edge i→A[i, t] is, reversed, a B-edge).
+    """
+
+    graph_a: np.ndarray
+    positions: np.ndarray
+    reciprocal: np.ndarray
+
+    def cycle_ab(self) -> np.ndarray:
+        """cycle_knn(A, B) per sample: i hit ⟺ ∃ A-edge j→i with i→j a B-edge (so j ∈ Nₖᴮ(i), i ∈ Nₖᴬ(j))."""
+        hit = np.zeros(self.graph_a.shape[0], dtype=bool)
+        hit[self.graph_a[self.reciprocal]] = True
+        return hit
+
+    def cycle_ba(self) -> np.ndarray:
+        """cycle_knn(B, A) per sample: i hit ⟺ ∃ j ∈ Nₖᴬ(i) with i ∈ Nₖᴮ(j)."""
+        return self.reciprocal.any(axis=1)
+
+
+def _relations(graph_a: np.ndarray, lookup_b: _SlotLookup) -> _Relations:
+    """Two vectorised look-ups of A's N·k edges in B: forward (positions) and reversed (reciprocal). O(N·k)."""
+    if graph_a.shape != lookup_b.graph.shape:
+        raise ValueError(f"neighbour arrays differ in shape: {graph_a.shape} vs {lookup_b.graph.shape}")
+    rows = np.arange(graph_a.shape[0])[:, None]
+    return _Relations(graph_a, lookup_b.slots(rows, graph_a), lookup_b.slots(graph_a, rows) >= 0)

@@ -1,0 +1,123 @@
+"""Summaries of a layer × layer alignment matrix, its permutation null, and bootstrap intervals.
+
+``summarize`` (max and its (layer_a, layer_b), last, matched depth), ``null_calibration_prepared`` (permutation
+null of every summary), ``bootstrap_ci`` (percentile interval of per-sample kNN terms).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .kernels import _CHUNK_ELEMENTS
+
+if TYPE_CHECKING:
+    from . import PreparedModel
+
+SUMMARIES = ("max", "last", "matched_depth")
+
+
+def summarize(matrix) -> dict:
+    """Summaries of one (Lₐ, L_b) layer × layer matrix M.
+
+    max = max M (NaN ignored); argmax = (layer_a, layer_b) of the first maximum in row-major order (in that
+    order: A's layer first); last = M[−1, −1]; matched_depth = (1/Lₐ) Σᵢ M[i, j(i)] with
+    j(i) = round(i·(L_b−1)/(Lₐ−1)) rounding halves up (j = 0 when Lₐ = 1). All-NaN → max NaN, argmax (−1, −1).
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"expected a non-empty (layer_a, layer_b) matrix, got shape {m.shape}")
+    if np.all(np.isnan(m)):
+        best, where = float("nan"), (-1, -1)
+    else:
+        flat = int(np.nanargmax(m))
+        where = tuple(int(v) for v in np.unravel_index(flat, m.shape))
+        best = float(m[where])
+    return {"max": best, "argmax": where, "last": float(m[-1, -1]), "matched_depth": _matched_depth(m)}
+
+
+def matched_layers(n_a: int, n_b: int) -> np.ndarray:
+    """j(i) = round(i·(L_b−1)/(Lₐ−1)), halves up, in exact integer arithmetic; (Lₐ,) int."""
+    i = np.arange(n_a)
+    if n_a == 1:
+        return np.zeros(1, dtype=np.int64)
+    return (2 * i * (n_b - 1) + (n_a - 1)) // (2 * (n_a - 1))
+
+
+def _matched_depth(m: np.ndarray) -> float:
+    return float(np.mean(m[np.arange(m.shape[0]), matched_layers(*m.shape)]))
+
+
+def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, metrics, n_permutations: int,
+                              seed: int = 0, observed: dict[str, np.ndarray] | None = None) -> dict:
+    """Permutation null for every summary of every metric, on models run through ``prepare_model`` (per-layer
+    work done once); ``observed`` (the unpermuted matrices, if already computed) saves one pass.
+
+    B's sample order is permuted P times (``numpy.random.default_rng(seed)``); with perm a permutation and
+    inv its inverse, the permuted B has rows B[perm] and graph inv[idx_b[perm]] (a relabelling: no k-NN
+    recomputation; equal to recomputing the graph on B[perm] whenever B has no distance ties). Each permuted
+    pair is summarised like the observed one (for the max: the max over layer pairs of the permuted matrix).
+
+    Returns {metric: {summary: {observed, null_mean, null_std (ddof=1), z = (observed − mean)/std,
+    p_value = (1 + #{null ≥ observed})/(1 + P), n_permutations}}} for summary in (max, last, matched_depth).
+    Cost: P × ``pair_matrices_prepared`` (per-layer preparation is permuted, not recomputed). The dense
+    metrics (CKA family, SVCCA) cost O(N·rₐ·r_b) per layer pair and permutation, i.e. P full passes over the
+    features: prefer the kNN metrics or a small P for them.
+    """
+    from . import _validated_metrics, pair_matrices_prepared
+
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be ≥ 1, got {n_permutations}")
+    metrics = _validated_metrics(metrics)
+    if observed is None:
+        observed = pair_matrices_prepared(model_a, model_b, metrics)
+    observed = {name: summarize(observed[name]) for name in metrics}
+    n = model_b.layers[0].n_samples
+    rng = np.random.default_rng(seed)
+    null = {name: {s: np.empty(n_permutations) for s in SUMMARIES} for name in metrics}
+    for p in range(n_permutations):
+        perm = rng.permutation(n)
+        inverse = np.empty_like(perm)
+        inverse[perm] = np.arange(n)
+        permuted_b = model_b.permuted(perm, inverse)
+        for name, mat in pair_matrices_prepared(model_a, permuted_b, metrics).items():
+            summary = summarize(mat)
+            for s in SUMMARIES:
+                null[name][s][p] = summary[s]
+    return {name: {s: _null_statistics(observed[name][s], null[name][s]) for s in SUMMARIES} for name in metrics}
+
+
+def _null_statistics(observed: float, null: np.ndarray) -> dict:
+    mean = float(np.nanmean(null)) if np.any(~np.isnan(null)) else float("nan")
+    std = float(np.nanstd(null, ddof=1)) if np.sum(~np.isnan(null)) > 1 else float("nan")
+    z = (observed - mean) / std if std > 0 else float("nan")
+    p_value = (1 + int(np.sum(null >= observed))) / (1 + len(null))
+    return {"observed": float(observed), "null_mean": mean, "null_std": std, "z": float(z),
+            "p_value": float(p_value), "n_permutations": len(null)}
+
+
+def bootstrap_ci(per_sample_scores, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-sample terms (e.g. ``mutual_knn_per_sample``).
+
+    Resamples the N samples with replacement ``n_boot`` times (``numpy.random.default_rng(seed)``) and returns
+    the ((1−level)/2, (1+level)/2) quantiles of the resampled means. O(n_boot·N) time, memory bounded by
+    chunking. Note: the k-NN terms of different samples are not independent (shared neighbourhoods), so the
+    interval reflects sampling of query points for fixed graphs.
+    """
+    scores = np.asarray(per_sample_scores, dtype=np.float64).ravel()
+    if scores.size == 0 or not np.isfinite(scores).all():
+        raise ValueError("per_sample_scores must be a non-empty finite array")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be ≥ 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    n = scores.size
+    means = np.empty(n_boot)
+    step = max(1, _CHUNK_ELEMENTS // n)
+    for start in range(0, n_boot, step):
+        count = min(step, n_boot - start)
+        means[start:start + count] = scores[rng.integers(0, n, size=(count, n))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
