@@ -46,7 +46,7 @@ def load_reference_module():
 
 
 def by_estimator(rows):
-    return {(r["estimator"], r["statistic"], r["k"]): r for r in rows}
+    return {(r["metric"], r["statistic"], r["k"]): r for r in rows}
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_circle_in_768d_is_one_dimensional(circle):
     for row in rows:
         assert row["value"] == pytest.approx(1.0, abs=0.15), row
         assert row["n_duplicates"] == 0
-    assert {(r["estimator"], r["statistic"]) for r in rows} >= {("local_id", "median"), ("gride", "estimate")}
+    assert {(r["metric"], r["statistic"]) for r in rows} >= {("local_id", "median"), ("gride", "estimate")}
 
 
 def test_linear_3d_subspace_of_768d_is_three_dimensional(subspace3):
@@ -199,7 +199,7 @@ def test_duplicates_do_not_collapse_the_estimates(with_duplicates):
     reference = by_estimator(idm.estimate_layer(unique, *exact_knn(unique, 32), config))
     assert {row["n_duplicates"] for row in rows} == {50}
     for row in rows:
-        expected = reference[(row["estimator"], row["statistic"], row["k"])]
+        expected = reference[(row["metric"], row["statistic"], row["k"])]
         assert row["value"] == pytest.approx(expected["value"], rel=1e-9)
         if row["statistic"] in ("estimate", "mean", "median"):
             assert row["value"] == pytest.approx(3.0, abs=0.6), row
@@ -300,8 +300,8 @@ def test_rows_have_the_tidy_schema(curved):
     X, indices, distances = curved
     rows = idm.estimate_layer(X, indices, distances, {"local_k": 32})
     assert {tuple(sorted(r)) for r in rows} == {
-        ("estimator", "k", "n_duplicates", "n_used", "scale", "statistic", "stderr", "value")}
-    assert [r["k"] for r in rows if r["estimator"] == "gride"] == [1, 2, 4, 8, 16, 32]
+        ("k", "metric", "n_duplicates", "n_used", "scale", "statistic", "stderr", "value")}
+    assert [r["k"] for r in rows if r["metric"] == "gride"] == [1, 2, 4, 8, 16, 32]
     assert all(math.isfinite(r["value"]) and math.isfinite(r["scale"]) for r in rows)
     assert set(idm.ESTIMATORS) == {"twonn", "twonn_mle", "gride", "mle_levina_bickel", "local_id"}
 

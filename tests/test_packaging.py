@@ -133,3 +133,61 @@ def test_no_test_skips_on_an_import():
     offenders = {p.name: import_skips(p.read_text()) for p in sorted((ROOT / "tests").rglob("*.py"))}
     offenders = {k: v for k, v in offenders.items() if v}
     assert not offenders, f"tests that skip on an import (import the dependency at the top instead): {offenders}"
+
+
+TRACKED_TEXT = (".py", ".smk", ".md", ".yaml", ".yml", ".rst", ".toml", ".sh", ".txt")
+
+
+def tracked_text_files():
+    import subprocess
+
+    names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return [ROOT / n for n in names if n.endswith(TRACKED_TEXT) or n in ("Snakefile",)]
+
+
+def test_nothing_cites_a_file_outside_the_repository():
+    """The team's internal notes are not part of the repository: no file may point a reader at them."""
+    internal = [name + ".md" for name in ("METRICS", "DESIGN", "STYLE")] + ["shared" + "/"]
+    hits = [f"{p.relative_to(ROOT)}: {word}" for p in tracked_text_files() for word in internal
+            if p.exists() and word in p.read_text(errors="replace")]
+    assert hits == []
+
+
+def test_relative_links_in_the_docs_resolve():
+    """Every relative Markdown link in README.md, config/README.md and docs/ points at a file of the repository."""
+    docs = [ROOT / "README.md", ROOT / "config" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = []
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if "://" not in target and not (doc.parent / target).exists():
+                missing.append(f"{doc.relative_to(ROOT)} -> {target}")
+    assert missing == []
+    assert {p.name for p in docs} >= {"metrics.md", "design.md"}
+
+
+def test_every_registered_metric_is_documented():
+    from repbench import registry
+
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    assert [m for m in registry.METRICS if f"`{m}`" not in text] == []
+
+
+def test_every_rule_runs_the_function_of_its_stage_module():
+    """workflow/rules/X.smk → script: ../repbench/stages/X.py → the function named like the rule."""
+    import importlib
+    from pathlib import Path
+
+    stems = set()
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for rule in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            name = rule.split(":")[0]
+            if name == "all":
+                continue
+            script = re.search(r"script:\s*\n\s*\"([^\"]+)\"", rule)
+            assert script and script.group(1) == f"../repbench/stages/{smk.stem}.py", (smk.name, name)
+            module = importlib.import_module(f"repbench.stages.{smk.stem}")
+            assert "from __future__" not in Path(module.__file__).read_text()  # Snakemake prepends a preamble
+            assert callable(getattr(module, name, None)), f"repbench.stages.{smk.stem} has no function {name}"
+            stems.add(smk.stem)
+    modules = {p.stem for p in (ROOT / "workflow" / "repbench" / "stages").glob("*.py")} - {"__init__"}
+    assert modules == stems  # one stage module per rule file with rules, nothing else

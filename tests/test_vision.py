@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-import yaml
 from conftest import ROOT, TINY_BERT
 
 from repbench.config import ConfigError, datasets_for, load_config, resolve, validate_config

@@ -125,8 +125,9 @@ def test_tables_and_figures_regenerate_byte_for_byte(workflow_run):
     rules = ["train", "extract", "geometry", "spectra", "spectra_table", "spectral", "phases", "table", "figure",
              "figure_eigenspectrum", "figure_spectral_steps", "neighbors", "intrinsic_dim", "alignment",
              "alignment_table", "figure_alignment", "figure_id_scales"]
-    out = snakemake(work, config, "--forcerun", *rules).stdout
-    assert job_counts(out)["train"] == 1 and job_counts(out)["extract"] == 7, job_counts(out)
+    proc = snakemake(work, config, "--forcerun", *rules)
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts["train"] == 1 and counts["extract"] == 7, counts
     changed = [str(p.relative_to(res)) for p, b in zip(paths, before) if p.read_bytes() != b]
     assert changed == []
 

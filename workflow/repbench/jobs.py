@@ -13,6 +13,10 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 JOB_COLUMNS = ["stage", "wildcards", "dataset", "model", "seconds", "cpu_seconds", "mean_load", "max_rss_mb",
                "max_uss_mb", "io_in_mb", "io_out_mb", "threads", "mem_mb_requested", "runtime_min_requested",

@@ -10,7 +10,6 @@ from repbench.config import (
     ConfigError,
     alignment_pairs,
     canonical,
-    chosen_metrics,
     datasets_for,
     neighbor_spaces,
     resolve,
@@ -101,7 +100,10 @@ def all_outputs():
     if "intrinsic_dim" in FAMILIES:
         outs += figures("intrinsic_dim_scales") + figures("intrinsic_dim_local")
     if PAIRS:
-        outs += [f"{RESULTS}/tables/alignment.csv", f"{RESULTS}/tables/alignment_layers.csv"]
+        outs += [
+            f"{RESULTS}/tables/alignment.csv",
+            f"{RESULTS}/tables/alignment_layers.csv",
+        ]
         for name in ("models", "layers", "size"):
             outs += figures(f"alignment_{name}", sorted({d for d, _, _ in PAIRS}))
     outs += [f"{RESULTS}/tables/jobs.csv"] + [
@@ -132,7 +134,8 @@ def alignment_inputs(wildcards):
 
 def alignment_params():
     """What decides a pair file: the alignment options (not which models pair: that decides which files exist)
-    and the clipping the layers get before the metrics (shared with the cosine graphs)."""
+    and the clipping the layers get before the metrics (shared with the cosine graphs).
+    """
     options = {k: v for k, v in ALIGNMENT.items() if k not in ("models", "enabled")}
     return canonical(dict(options, clip_quantile=config["neighbors"]["clip_quantile"]))
 
@@ -201,6 +204,16 @@ def extract_params(wildcards):
     )
 
 
-def figure_options(family):
-    """Figure-only options of one family (``figures.<family>``): changing them reruns figures only."""
-    return canonical(config["figures"].get(family, {}))
+# the figures.<family> keys each figure job draws with (a figure option reruns only the figures that use it)
+FIGURE_KEYS = {
+    "figure": {"intrinsic_dim": ["gride_n1"]},  # depth curves, per family
+    "figure_eigenspectrum": {"spectral": ["eigenspectrum_layers"]},
+    "figure_id_scales": {"intrinsic_dim": ["scale_layers"]},
+    "figure_alignment": {"alignment": ["metric", "summary"]},
+}
+
+
+def figure_options(rule, family):
+    """The figure-only options (``figures.<family>``) that figure rule ``rule`` draws ``family`` with."""
+    keys = FIGURE_KEYS[rule].get(family, [])
+    return canonical({k: config["figures"][family][k] for k in keys})

@@ -54,7 +54,7 @@ rule figure:
     params:
         pooling=config["figures"]["pooling"],
         dpi=config["figures"]["dpi"],
-        options=lambda w: figure_options(w.family),
+        options=lambda w: figure_options("figure", w.family),
     script:
         "../repbench/stages/figures.py"
 
@@ -126,7 +126,7 @@ rule figure_eigenspectrum:
     params:
         pooling=config["figures"]["pooling"],
         dpi=config["figures"]["dpi"],
-        options=figure_options("spectral"),
+        options=figure_options("figure_eigenspectrum", "spectral"),
         alpha_req=canonical(config["metrics"]["spectral"]["alpha_req"]),
     script:
         "../repbench/stages/figures.py"
@@ -161,7 +161,7 @@ rule figure_id_scales:
     params:
         pooling=config["figures"]["pooling"],
         dpi=config["figures"]["dpi"],
-        options=figure_options("intrinsic_dim"),
+        options=figure_options("figure_id_scales", "intrinsic_dim"),
     script:
         "../repbench/stages/figures.py"
 
@@ -196,6 +196,6 @@ rule figure_alignment:
     params:
         pooling=config["figures"]["pooling"],
         dpi=config["figures"]["dpi"],
-        options=figure_options("alignment"),
+        options=figure_options("figure_alignment", "alignment"),
     script:
         "../repbench/stages/figures.py"

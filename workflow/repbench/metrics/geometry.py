@@ -39,10 +39,11 @@ def anisotropy(X, n_pairs: int = 4096, seed: int = 0) -> float:
 
 
 def layer_metrics(X, params: dict) -> list[dict]:
-    """Tidy rows ``{"metric", "value"}`` of every geometry metric of one layer (X: (N, D), NumPy or Dask)."""
+    """Tidy rows ``{"metric", "value"}`` of every geometry metric of one layer (X: (N, D), NumPy or Dask);
+    ``params``: the config's ``metrics.geometry`` (``anisotropy_pairs``, ``seed``)."""
     values = {
         "mean_norm": mean_norm(X),
-        "anisotropy": anisotropy(X, params.get("anisotropy_pairs", 4096), params.get("seed", 0)),
+        "anisotropy": anisotropy(X, params["anisotropy_pairs"], params["seed"]),
     }
     return [{"metric": name, "value": value} for name, value in values.items()]
 

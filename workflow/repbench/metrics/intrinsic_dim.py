@@ -507,7 +507,7 @@ def _neighbours_needed(name: str, cfg: Mapping[str, Any]) -> int:
 
 
 def _row(estimator, k, value, stderr=np.nan, scale=np.nan, statistic="estimate", n_used=0, n_duplicates=0):
-    return {"estimator": estimator, "statistic": statistic, "k": int(k), "scale": float(scale),
+    return {"metric": estimator, "statistic": statistic, "k": int(k), "scale": float(scale),
             "value": float(value), "stderr": float(stderr), "n_used": int(n_used),
             "n_duplicates": int(n_duplicates)}
 
@@ -558,7 +558,7 @@ def estimate_layer(X, indices, distances, config: Mapping[str, Any] | None = Non
     (N, kmax). ``config`` keys (defaults: the config schema, ``metrics.intrinsic_dim``): ``twonn_discard_fraction``,
     ``gride_max_scale`` (n₁ = 1, 2, 4, … ≤ it; needs 2·n₁ ≤ kmax), ``mle_k``, ``local_k``, ``estimators``.
 
-    Each row: estimator, statistic ("estimate"; "mean"/"median"/"q25"/"q75" for local_id), k (2 for TwoNN,
+    Each row: metric (the estimator), statistic ("estimate"; "mean"/"median"/"q25"/"q75" for local_id), k (2 for TwoNN,
     n₁ for GRIDE, k otherwise), scale (mean distance of the neighbours involved: r₁,r₂ for TwoNN,
     r_{n₁},r_{2n₁} for GRIDE, r_k otherwise), value, stderr (NaN where the estimator has none: TwoNN's
     linear fit, MLE, local ID), n_used (distinct samples in the estimate; after the outlier filter for

@@ -6,6 +6,9 @@ writes its outputs atomically). Run as a script, a stage module ends with :func:
 for what every job shares: its stdout and stderr (tqdm bars included) go to the rule's log, the log starts with
 provenance (host, Slurm job id, GPU, versions) and ends with the job's wall time.
 
+Snakemake runs a stage module as a script with its own preamble in front, so stage modules hold no
+``from __future__`` import (it must come first in a file) and import the library with absolute imports.
+
 Stage functions take the ``snakemake`` object Snakemake hands the script (``job.input``, ``job.output``,
 ``job.params``, ``job.wildcards``, ``job.threads``, ``job.log``); everything below them takes plain values.
 """

@@ -1,8 +1,6 @@
 """Stage ``alignment`` (workflow/rules/alignment.smk): every alignment metric's layer × layer matrix for one model
 pair, and the tables across pairs."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np

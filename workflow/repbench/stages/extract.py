@@ -1,7 +1,5 @@
 """Stage ``extract`` (workflow/rules/extract.smk): one model's pooled activations on one dataset."""
 
-from __future__ import annotations
-
 
 def extract(job) -> None:
     """Every layer's pooled activations into ``results/activations/{dataset}/{model}.zarr`` (resumable, atomic)."""
@@ -27,4 +25,5 @@ if __name__ == "__main__":  # run by the rules of workflow/rules/extract.smk (sc
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repbench package this file belongs to
     from repbench.stages import run_job
 
-    run_job(snakemake, {"extract": extract}, torch_rules=("extract",))  # noqa: F821 (snakemake is injected by Snakemake)
+    functions = {"extract": extract}
+    run_job(snakemake, functions, torch_rules=("extract",))  # noqa: F821 (injected by Snakemake)

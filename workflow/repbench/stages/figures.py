@@ -1,7 +1,5 @@
 """Stage ``figures`` (workflow/rules/figures.smk): tables across models, and every figure, drawn from tables only."""
 
-from __future__ import annotations
-
 
 def _rows(frame, dataset: str, pooling: str, source: str):
     sub = frame[(frame["dataset"] == dataset) & (frame["pooling"] == pooling)]

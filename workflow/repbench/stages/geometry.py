@@ -1,7 +1,5 @@
 """Stage ``geometry`` (workflow/rules/geometry.smk): per-layer mean norm and anisotropy of one model."""
 
-from __future__ import annotations
-
 
 def geometry(job) -> None:
     """``results/metrics/{dataset}/{model}/geometry.csv`` from the activation store (Dask, threads)."""
@@ -30,4 +28,4 @@ if __name__ == "__main__":  # run by the rules of workflow/rules/geometry.smk (s
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repbench package this file belongs to
     from repbench.stages import run_job
 
-    run_job(snakemake, {"geometry": geometry})  # noqa: F821 (snakemake is injected by Snakemake)
+    run_job(snakemake, {"geometry": geometry})  # noqa: F821 (injected by Snakemake)

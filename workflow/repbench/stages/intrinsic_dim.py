@@ -1,7 +1,5 @@
 """Stage ``intrinsic_dim`` (workflow/rules/intrinsic_dim.smk): every configured ID estimator per layer."""
 
-from __future__ import annotations
-
 
 def intrinsic_dim(job) -> None:
     """``results/metrics/{dataset}/{model}/intrinsic_dim.csv`` on the raw vectors' exact euclidean graph."""
@@ -20,10 +18,9 @@ def intrinsic_dim(job) -> None:
         X = np.asarray(arrays[pooling][layer])
         graph = graphs[pooling]
         try:
-            out = estimate_layer(X, graph["indices"][layer], graph["distances"][layer], job.params.options)
+            return estimate_layer(X, graph["indices"][layer], graph["distances"][layer], job.params.options)
         except ValueError as exc:
             raise ValueError(f"model {attrs['model']!r}, layer {layer}, pooling {pooling!r}: {exc}") from None
-        return [{"metric": r.pop("estimator"), **r} for r in out]
 
     identity = tables.model_identity(attrs, job.params.info)
     store.write_csv_atomic(tables.layer_table(n_layers, job.params.poolings, rows, identity), job.output[0])
@@ -36,4 +33,5 @@ if __name__ == "__main__":  # run by the rules of workflow/rules/intrinsic_dim.s
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repbench package this file belongs to
     from repbench.stages import run_job
 
-    run_job(snakemake, {"intrinsic_dim": intrinsic_dim}, torch_rules=("intrinsic_dim",))  # noqa: F821 (snakemake is injected by Snakemake)
+    functions = {"intrinsic_dim": intrinsic_dim}
+    run_job(snakemake, functions, torch_rules=("intrinsic_dim",))  # noqa: F821 (injected by Snakemake)

@@ -1,8 +1,6 @@
 """Stage ``jobs`` (workflow/rules/jobs.smk): every job's benchmark record and log header in one table, and where
 the time went per stage."""
 
-from __future__ import annotations
-
 
 def jobs(job) -> None:
     """``results/tables/jobs.csv`` and the time figure (every configured format)."""

@@ -1,7 +1,5 @@
 """Stage ``neighbors`` (workflow/rules/neighbors.smk): exact k-NN graphs of every layer of one model in one space."""
 
-from __future__ import annotations
-
 
 def neighbors(job) -> None:
     """``results/neighbors/{dataset}/{space}/{model}.zarr``: one group per pooling with ``indices`` int32 and
@@ -46,4 +44,5 @@ if __name__ == "__main__":  # run by the rules of workflow/rules/neighbors.smk (
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repbench package this file belongs to
     from repbench.stages import run_job
 
-    run_job(snakemake, {"neighbors": neighbors}, torch_rules=("neighbors",))  # noqa: F821 (snakemake is injected by Snakemake)
+    functions = {"neighbors": neighbors}
+    run_job(snakemake, functions, torch_rules=("neighbors",))  # noqa: F821 (injected by Snakemake)

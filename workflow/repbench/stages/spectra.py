@@ -1,7 +1,5 @@
 """Stage ``spectra`` (workflow/rules/spectra.smk): per-layer eigenvalues of one model, and their tidy table."""
 
-from __future__ import annotations
-
 
 def spectra(job) -> None:
     """Per pooling and layer the spectra of :mod:`repbench.spectra`, stacked to ``(layer, rank)`` arrays."""
@@ -49,4 +47,5 @@ if __name__ == "__main__":  # run by the rules of workflow/rules/spectra.smk (sc
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repbench package this file belongs to
     from repbench.stages import run_job
 
-    run_job(snakemake, {"spectra": spectra, "spectra_table": spectra_table}, torch_rules=("spectra",))  # noqa: F821 (snakemake is injected by Snakemake)
+    functions = {"spectra": spectra, "spectra_table": spectra_table}
+    run_job(snakemake, functions, torch_rules=("spectra",))  # noqa: F821 (injected by Snakemake)

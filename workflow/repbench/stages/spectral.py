@@ -1,8 +1,6 @@
 """Stage ``spectral`` (workflow/rules/spectral.smk): spectral metrics per layer from stored spectra, and the
 training phases of models with checkpoints."""
 
-from __future__ import annotations
-
 
 def spectral(job) -> None:
     """``results/metrics/{dataset}/{model}/spectral.csv`` from the spectra store alone (never the activations)."""
@@ -39,4 +37,4 @@ if __name__ == "__main__":  # run by the rules of workflow/rules/spectral.smk (s
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repbench package this file belongs to
     from repbench.stages import run_job
 
-    run_job(snakemake, {"spectral": spectral, "phases": phases})  # noqa: F821 (snakemake is injected by Snakemake)
+    run_job(snakemake, {"spectral": spectral, "phases": phases})  # noqa: F821 (injected by Snakemake)

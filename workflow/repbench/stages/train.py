@@ -1,7 +1,5 @@
 """Stage ``train`` (workflow/rules/train.smk): checkpoints of a small causal LM trained offline."""
 
-from __future__ import annotations
-
 
 def train(job) -> None:
     """Train ``models.NAME`` (source: trained) on its dataset and save every configured step's checkpoint."""
@@ -19,4 +17,4 @@ if __name__ == "__main__":  # run by the rules of workflow/rules/train.smk (scri
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repbench package this file belongs to
     from repbench.stages import run_job
 
-    run_job(snakemake, {"train": train}, torch_rules=("train",))  # noqa: F821 (snakemake is injected by Snakemake)
+    run_job(snakemake, {"train": train}, torch_rules=("train",))  # noqa: F821 (injected by Snakemake)
