@@ -251,7 +251,7 @@ class Estimator:
         if shape.tokens_per_sample is not None:
             return shape.tokens_per_sample
         spec = self.instances[model].spec
-        return int(spec.get("max_length") or self.config["datasets"][dataset].get("max_length", 128))
+        return int(spec.get("max_length") or self.config["datasets"][dataset]["max_length"])
 
     # ---- per stage
     def need(self, stage: str, wildcards: dict, threads: int = 1) -> Need:
@@ -263,15 +263,15 @@ class Estimator:
     def _extract(self, w, threads):
         s, n = self.shape(w["model"]), self.samples(w["dataset"])
         options = self.config["extract"]
-        on_cpu = options.get("device", "auto") == "cpu"
+        on_cpu = options["device"] == "cpu"
         weights = s.params * 4  # loaded in float32 on the host first
         tokens = n * self.tokens_per_sample(w["dataset"], w["model"])
-        budget = options.get("token_budget", "auto")
+        budget = options["token_budget"]
         budget = 8192 if budget == "auto" else int(budget)
         batch = budget * max(s.intermediate, s.hidden) * 4 * 4 if on_cpu else 0  # activations of a CPU batch
-        units = 3 * options.get("unit_mb", 256) * MB  # prepared, computing, being written
+        units = 3 * options["unit_mb"] * MB  # prepared, computing, being written
         mem = TORCH_BASE_MB * MB + 1.25 * weights + units + batch
-        store = s.layers * n * s.hidden * DTYPE_BYTES[options.get("store_dtype", "float32")] * len(options["poolings"])
+        store = s.layers * n * s.hidden * DTYPE_BYTES[options["store_dtype"]] * len(options["poolings"])
         flops = 2 * s.params * tokens
         seconds = weights / READ_BYTES_PER_S + flops / (CPU_FLOPS_PER_THREAD * threads if on_cpu else GPU_FLOPS) \
             + store / READ_BYTES_PER_S
@@ -281,7 +281,7 @@ class Estimator:
         spec = self.config["models"][w["model"]]
         s = model_shape({k: spec[k] for k in ("source", "config", "modality") if k in spec})
         train = spec["train"]
-        batch, seq = train.get("batch_size", 16), train.get("seq_len", 64)
+        batch, seq = train["batch_size"], train["seq_len"]
         steps = max(train["steps"])
         acts = batch * seq * s.hidden * s.layers * 4 * 16  # saved activations for backward, generously
         mem = TORCH_BASE_MB * MB + s.params * 4 * 4 * 1.25 + acts  # weights, grads, two Adam moments
@@ -298,7 +298,7 @@ class Estimator:
         opts = self.config["neighbors"]
         kmax = min(opts["kmax"], n - 1)
         graphs = 2 * lp * n * kmax * 8  # indices + distances of every layer, stacked at the end
-        mem = TORCH_BASE_MB * MB + 3 * n * s.hidden * 4 + 2 * opts.get("budget_mb", 256) * MB + graphs
+        mem = TORCH_BASE_MB * MB + 3 * n * s.hidden * 4 + 2 * opts["budget_mb"] * MB + graphs
         pairs = n * n * lp
         seconds = (2.0 * s.hidden / DENSE_FLOPS_PER_THREAD + 10.0 / CPU_FLOPS_PER_THREAD) * pairs / threads \
             + lp * n * s.hidden * 4 / READ_BYTES_PER_S
@@ -332,10 +332,10 @@ class Estimator:
 
     def _alignment(self, w, threads):
         sa, sb, n = self.shape(w["a"]), self.shape(w["b"]), self.samples(w["dataset"])
-        options = self.config.get("alignment", {})
+        options = self.config["alignment"]
         ma, mb = min(n, sa.hidden), min(n, sb.hidden)
         kmax = min(self.config["neighbors"]["kmax"], n - 1)
-        k = options.get("k", 10)
+        k = options["k"]
         # float64 factors (N × min(N, D) per layer) are held up to the metrics' feature budget, the rest of a
         # layer's terms are O(N·k + D²); one layer in flight as float32 read, float64 copy and permuted copy
         factors = min(sa.layers * n * ma * 8 + sb.layers * n * mb * 8, FEATURE_BUDGET_BYTES)
@@ -343,16 +343,16 @@ class Estimator:
         lookup = 2 * min(n * n, 256 * 2**20)  # the N×N neighbour-slot table (dense up to 256 MiB)
         mem = BASE_MB * MB + factors + per_layer + 3 * n * max(sa.hidden, sb.hidden) * 8 \
             + (sa.layers + sb.layers) * n * kmax * 4 + lookup
-        metrics = set(options.get("metrics", DENSE_ALIGNMENT))
-        nulls = set(options.get("null_metrics", ())) & metrics if options.get("null_permutations", 0) else set()
-        perms = options.get("null_permutations", 0)
+        metrics = set(options["metrics"])
+        nulls = set(options["null_metrics"]) & metrics if options["null_permutations"] else set()
+        perms = options["null_permutations"]
         dense_repeats = (1 if metrics & DENSE_ALIGNMENT else 0) + (perms if nulls & DENSE_ALIGNMENT else 0)
         sparse_repeats = 1 + (perms if nulls - DENSE_ALIGNMENT else 0)
         dense = sa.layers * sb.layers * 2.0 * n * ma * mb * dense_repeats \
             + (sa.layers * ma + sb.layers * mb) * 2.0 * n * max(ma, mb)
         sparse = sa.layers * sb.layers * 50.0 * n * kmax * sparse_repeats
         reads = (sa.layers * sa.hidden + sb.layers * sb.hidden) * n * 4
-        bootstrap = options.get("bootstrap", 0) * sa.layers * sb.layers * n * kmax * 1e-8
+        bootstrap = options["bootstrap"] * sa.layers * sb.layers * n * kmax * 1e-8
         seconds = (dense / DENSE_FLOPS_PER_THREAD + sparse / CPU_FLOPS_PER_THREAD) / threads \
             + reads / READ_BYTES_PER_S + bootstrap
         return _need(mem / MB, seconds)
