@@ -68,6 +68,7 @@ def job_scope():
         a=models,
         b=models,
         family=list(FAMILIES),
+        space=list(NEIGHBOR_SPACES),
         pooling=sorted(
             set(config["metrics"]["poolings"]) | set(config["extract"]["poolings"])
         ),
