@@ -56,10 +56,6 @@ def datasets():
     return sorted({d for d, _ in model_dataset_pairs()})
 
 
-def dataset_models(dataset):
-    return [m for d, m in model_dataset_pairs() if d == dataset]
-
-
 def activations(dataset, model):
     return f"{RESULTS}/activations/{dataset}/{model}.zarr"
 
