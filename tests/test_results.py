@@ -145,3 +145,18 @@ def test_per_model(folder):
 def test_results_api_does_not_import_torch():
     code = "import sys; import repbench.results; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT / "workflow")
+
+
+def test_a_damaged_chunk_read_through_the_api_names_store_and_chunk(tmp_path):
+    """The API reads stores through repbench's checked readers, not bare zarr: a flipped byte is an error."""
+    path = tmp_path / "neighbors" / "docs" / "cosine" / "alpha.zarr"
+    graph = {"mean": {"indices": np.arange(LAYERS * SAMPLES * K, dtype=np.int32).reshape(LAYERS, SAMPLES, K)}}
+    store.write_layer_arrays(path, graph, ("layer", "sample", "neighbor"), {"model": "alpha"})
+    chunk = path / "mean" / "indices" / "c" / "1" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    ds = results.neighbors("docs", "alpha", "cosine", "mean", results=tmp_path)
+    np.testing.assert_array_equal(ds["indices"][0].values, graph["mean"]["indices"][0])  # intact chunks read
+    with pytest.raises(store.CorruptChunkError, match=r"alpha\.zarr: array 'mean/indices', chunk c/1/0/0"):
+        ds["indices"].values

@@ -37,11 +37,13 @@ def _open_group(path: Path, group: str, what: str) -> xr.Dataset:
     """One subgroup of a layer-array store (``repbench.store.write_layer_arrays``) with the root's attributes."""
     import zarr
 
+    from . import store
+
     _require(path, what)
     root = zarr.open_group(str(path), mode="r")
     if group not in root:
         raise KeyError(f"{path}: no group {group!r} (has {sorted(root.group_keys())})")
-    ds = xr.open_zarr(str(path), group=group, consolidated=False)
+    ds = store.open_dataset(path, group)  # a chunk damaged on disk is an error naming store and chunk
     ds.attrs = {**dict(root.attrs), **ds.attrs}
     return ds
 
@@ -94,8 +96,10 @@ def activations(dataset: str, model: str, pooling: str | None = None,
         ``sample`` (ids) and the provenance in ``attrs``. With ``pooling``: the DataArray
         ``(layer, sample, feature)``.
     """
+    from . import store
+
     path = _require(_root(results) / "activations" / dataset / f"{model}.zarr", "activation store")
-    ds = xr.open_zarr(str(path))
+    ds = store.open_activations(path)  # a chunk damaged on disk is an error naming store and chunk
     if pooling is None:
         return ds
     if pooling not in ds.data_vars:

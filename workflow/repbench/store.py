@@ -89,6 +89,14 @@ def _bad_chunk(arr: zarr.Array) -> tuple[int, ...] | None:
     return None
 
 
+def _chunk_of(arr: zarr.Array, selection) -> tuple[int, ...] | None:
+    """Coordinates of the chunk a selection of one slice per dimension starts in (Dask asks for whole chunks),
+    else None."""
+    if isinstance(selection, tuple) and len(selection) == arr.ndim and all(isinstance(s, slice) for s in selection):
+        return tuple((s.start or 0) // c for s, c in zip(selection, arr.chunks))
+    return None
+
+
 def read_array(path: str | Path, arr: zarr.Array | str, selection=Ellipsis) -> np.ndarray:
     """``arr[selection]`` (an array of the store at ``path``, or its name there); a chunk that fails its checksum
     raises :class:`CorruptChunkError` naming the store, the array and the chunk file."""
@@ -99,7 +107,8 @@ def read_array(path: str | Path, arr: zarr.Array | str, selection=Ellipsis) -> n
     except ValueError as exc:
         if not _is_checksum_error(exc):
             raise
-        raise _corrupt(path, arr, _bad_chunk(arr), exc) from exc
+        coords = _chunk_of(arr, selection)
+        raise _corrupt(path, arr, coords if coords is not None else _bad_chunk(arr), exc) from exc
 
 
 class _CheckedZarr:
@@ -111,17 +120,7 @@ class _CheckedZarr:
         self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
 
     def __getitem__(self, selection):
-        try:
-            return self.arr[selection]
-        except ValueError as exc:
-            if not _is_checksum_error(exc):
-                raise
-            coords = None
-            if isinstance(selection, tuple) and len(selection) == self.ndim and all(
-                isinstance(s, slice) for s in selection
-            ):
-                coords = tuple((s.start or 0) // c for s, c in zip(selection, self.arr.chunks))
-            raise _corrupt(self.path, self.arr, coords if coords is not None else _bad_chunk(self.arr), exc) from exc
+        return read_array(self.path, self.arr, selection)
 
 
 def checked_dask(path: str | Path, arr: zarr.Array):
@@ -210,26 +209,33 @@ def write_csv_atomic(frame, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def open_activations(path: str | Path):
-    """The activation store as an ``xarray.Dataset`` (lazy, Dask-backed; a corrupted chunk raises
-    :class:`CorruptChunkError` when read)."""
+def open_dataset(path: str | Path, group: str | None = None):
+    """A store written by repbench (or one ``group`` of it, e.g. a pooling of a graph or spectra store) as an
+    ``xarray.Dataset`` (lazy, Dask-backed; a corrupted chunk raises :class:`CorruptChunkError` when read)."""
     import xarray as xr
 
-    group = zarr.open_group(str(path), mode="r")
-    try:
-        ds = xr.open_zarr(str(path), consolidated=True)  # loads the index coordinates (layer, sample)
+    node = zarr.open_group(str(path), mode="r")
+    if group is not None:
+        node = node[group]
+    try:  # loads the index coordinates (layer, sample); groups are read without the root's consolidated metadata
+        ds = xr.open_zarr(str(path), group=group, consolidated=group is None)
     except ValueError as exc:
         if not _is_checksum_error(exc):
             raise
-        for _, arr in sorted(group.arrays(), key=lambda item: item[1].size):
+        for _, arr in sorted(node.arrays(), key=lambda item: item[1].size):
             coords = _bad_chunk(arr)
             if coords is not None:
                 raise _corrupt(path, arr, coords, exc) from exc
         raise
     for name, var in list(ds.data_vars.items()):
-        if name in group and var.chunks is not None:  # Dask-backed with the stored chunks: read them checked
-            ds[name] = var.copy(data=checked_dask(path, group[name]))
+        if name in node and var.chunks is not None:  # Dask-backed with the stored chunks: read them checked
+            ds[name] = var.copy(data=checked_dask(path, node[name]))
     return ds
+
+
+def open_activations(path: str | Path):
+    """The activation store as an ``xarray.Dataset`` (see :func:`open_dataset`)."""
+    return open_dataset(path)
 
 
 def activation_attrs(path: str | Path) -> dict:
