@@ -1,8 +1,14 @@
 """Stage ``figures`` (workflow/rules/figures.smk): tables across models, and every figure, drawn from tables only."""
 
 
+def _select(frame, dataset: str, pooling: str):
+    """The rows of one dataset and pooling."""
+    return frame[(frame["dataset"] == dataset) & (frame["pooling"] == pooling)]
+
+
 def _rows(frame, dataset: str, pooling: str, source: str):
-    sub = frame[(frame["dataset"] == dataset) & (frame["pooling"] == pooling)]
+    """The rows of one dataset and pooling, which must exist."""
+    sub = _select(frame, dataset, pooling)
     if sub.empty:
         raise ValueError(f"{source} has no rows for dataset {dataset!r} and pooling {pooling!r}")
     return sub
@@ -41,8 +47,7 @@ def figure_id_scales(job) -> None:
     from repbench.figures.intrinsic_dim import local_id_figure, scale_figure
 
     dataset, pooling = job.wildcards.dataset, job.params.pooling
-    table_ = pd.read_csv(job.input[0])
-    table_ = table_[(table_["dataset"] == dataset) & (table_["pooling"] == pooling)]
+    table_ = _select(pd.read_csv(job.input[0]), dataset, pooling)
     half = len(job.output) // 2
     figures.save(scale_figure(table_, job.params.options["scale_layers"],
                               title=f"GRIDE ID vs scale · {dataset} · {pooling}"), list(job.output)[:half],
@@ -59,10 +64,8 @@ def figure_spectral_steps(job) -> None:
     from repbench.figures.spectral import steps_figure
 
     dataset, pooling = job.wildcards.dataset, job.params.pooling
-    table_ = pd.read_csv(job.input.table)
-    phases = pd.read_csv(job.input.phases)
-    table_ = table_[(table_["dataset"] == dataset) & (table_["pooling"] == pooling)]
-    phases = phases[(phases["dataset"] == dataset) & (phases["pooling"] == pooling)]
+    table_ = _select(pd.read_csv(job.input.table), dataset, pooling)
+    phases = _select(pd.read_csv(job.input.phases), dataset, pooling)  # empty when no model has ≥ 3 steps
     fig = steps_figure(table_, phases, job.params.layer, title=f"spectral phases · {dataset} · {pooling} pooling")
     figures.save(fig, list(job.output), dpi=job.params.dpi)
 
@@ -77,9 +80,8 @@ def figure_eigenspectrum(job) -> None:
 
     dataset, pooling = job.wildcards.dataset, job.params.pooling
     spectra = tables.eigenvalue_matrices(_rows(pd.read_csv(job.input.spectra), dataset, pooling, job.input.spectra))
-    spectral = pd.read_csv(job.input.table)
-    alphas = spectral[(spectral["dataset"] == dataset) & (spectral["pooling"] == pooling)
-                      & (spectral["metric"] == "alpha_req")]
+    spectral = _select(pd.read_csv(job.input.table), dataset, pooling)
+    alphas = spectral[spectral["metric"] == "alpha_req"]
     window = job.params.alpha_req
     fig = eigenspectrum_figure(spectra, alphas, job.params.options["eigenspectrum_layers"], window["rank_min"],
                                window["rank_max"], title=f"eigenspectra · {dataset} · {pooling} pooling")
@@ -95,8 +97,8 @@ def figure_alignment(job) -> None:
 
     dataset, pooling = job.wildcards.dataset, job.params.pooling
     metric, summary = job.params.options["metric"], job.params.options["summary"]
-    table_ = pd.read_csv(job.input.table)
-    table_ = table_[(table_["dataset"] == dataset) & (table_["pooling"] == pooling) & (table_["metric"] == metric)]
+    table_ = _select(pd.read_csv(job.input.table), dataset, pooling)
+    table_ = table_[table_["metric"] == metric]
     layers = _rows(pd.read_csv(job.input.layers), dataset, pooling, job.input.layers)
     outputs, dpi = list(job.output), job.params.dpi
     n = len(outputs) // 3
