@@ -121,6 +121,9 @@ SEMANTIC = [
     ("figure option under its old key", lambda c: c.update(alignment={"heatmap_metric": "cka"}),
      "alignment.heatmap_metric"),
     ("clipping under its old key", lambda c: c.update(alignment={"clip_quantile": 0.95}), "alignment.clip_quantile"),
+    ("PRH preprocessing without a clipping quantile", lambda c: c.update(alignment={"preprocess": "prh"}),
+     "alignment.preprocess"),
+    ("unknown RSA dissimilarity", lambda c: c.update(alignment={"rsa": {"rdm": "cosine"}}), "alignment.rsa.rdm"),
     ("alpha window empty", lambda c: c.update(metrics={"spectral": {"alpha_req": {"rank_min": 50, "rank_max": 20}}}),
      "metrics.spectral.alpha_req"),
     ("training on unknown dataset", lambda c: c["models"].update(t={
@@ -195,3 +198,11 @@ def test_neighbor_spaces_follow_the_chosen_metrics():
     assert neighbor_spaces(config, has_pairs=True) == ["euclidean"]
     config["metrics"]["families"] = ["geometry", "spectral"]
     assert neighbor_spaces(config, has_pairs=True) == []
+
+
+def test_every_alignment_metric_gets_a_null_by_default():
+    config = base()
+    config["alignment"] = {"metrics": ["mutual_knn", "procrustes"]}
+    check(config)
+    assert config["alignment"]["null_metrics"] == ["mutual_knn", "procrustes"]
+    assert (config["alignment"]["null_permutations"], config["alignment"]["null_permutations_dense"]) == (99, 19)

@@ -106,6 +106,7 @@ def validate_config(config: dict) -> dict:
         if cause is None:
             raise
         raise ConfigError(f"invalid config at `{_key_path(cause)}`: {cause.message}") from None
+    config["alignment"].setdefault("null_metrics", list(config["alignment"]["metrics"]))  # default: every metric
     _check_metric_names(config)
     return config
 
@@ -322,6 +323,11 @@ def _check_alignment(config: dict, instances: list[ModelInstance]) -> None:
     for j, name in enumerate(align["null_metrics"]):
         if name not in align["metrics"]:
             raise ConfigError(f"invalid config at `alignment.null_metrics.{j}`: {name!r} is not in alignment.metrics")
+    if align["preprocess"] == "prh" and config["neighbors"]["clip_quantile"] is None:
+        raise ConfigError(
+            "invalid config at `alignment.preprocess`: prh clips as the PRH code does, at neighbors.clip_quantile; "
+            "set neighbors.clip_quantile (the PRH code used 0.95)"
+        )
     shown = config["figures"]["alignment"]["metric"]
     if align["enabled"] and shown not in align["metrics"]:
         raise ConfigError(

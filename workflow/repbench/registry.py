@@ -20,7 +20,9 @@ What a metric reads decides which stores its job needs:
 ``dense`` marks metrics whose cost grows with products of the features (O(N·D²) per layer or layer pair) rather
 than with the graph size O(N·k): resource estimates and the permutation null treat them differently.
 ``per_sample`` names the function of the family module that gives the metric's per-sample terms (bootstrap
-intervals use them).
+intervals use them). ``lower_is_more_similar`` marks distances and imbalances (0 = identical): their best layer
+pair is the minimum and their calibration looks at the lower tail. ``group`` names the module of
+``repbench.metrics.alignment`` that computes a pair metric outside the core kNN/kernel pass.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Metric:
     space: str | None = None  # the graph space read, when ``graphs`` is among ``reads``
     dense: bool = False
     per_sample: str | None = None
+    lower_is_more_similar: bool = False
+    group: str | None = None
 
 
 METRICS: dict[str, Metric] = {
@@ -74,6 +78,21 @@ METRICS: dict[str, Metric] = {
         Metric("unbiased_cka", "alignment", ("features",), dense=True),
         Metric("cknna", "alignment", ("features", "graphs"), space="cosine", dense=True),
         Metric("svcca", "alignment", ("features",), dense=True),
+        # more similarity measures (groups: repbench.metrics.alignment.dense / .neighborhoods)
+        Metric("rsa", "alignment", ("features",), dense=True, group="dense"),
+        Metric("procrustes", "alignment", ("features",), dense=True, lower_is_more_similar=True, group="dense"),
+        Metric("shape_metric", "alignment", ("features",), dense=True, lower_is_more_similar=True, group="dense"),
+        Metric("pwcca", "alignment", ("features",), dense=True, group="dense"),
+        Metric("rv", "alignment", ("features",), dense=True, group="dense"),
+        Metric("cka_rbf", "alignment", ("features",), dense=True, group="dense"),
+        Metric("jaccard_knn", "alignment", ("graphs",), space="cosine", group="neighborhoods"),
+        Metric("rank_sim", "alignment", ("graphs",), space="cosine", group="neighborhoods"),
+        Metric("second_order_cos", "alignment", ("graphs", "features"), space="cosine", group="neighborhoods"),
+        # information imbalance: ranks beyond the stored graph come from O(N²·D) distance counts, hence dense
+        Metric("info_imbalance_ab", "alignment", ("graphs", "features"), space="euclidean", dense=True,
+               lower_is_more_similar=True, group="neighborhoods"),
+        Metric("info_imbalance_ba", "alignment", ("graphs", "features"), space="euclidean", dense=True,
+               lower_is_more_similar=True, group="neighborhoods"),
     )
 }
 
@@ -95,11 +114,21 @@ def dense(metric_names) -> tuple[str, ...]:
     return tuple(n for n in metric_names if METRICS[n].dense)
 
 
+def lower_is_more_similar(metric_names) -> frozenset[str]:
+    """The metrics among ``metric_names`` for which a smaller value means more alike (distances, imbalances)."""
+    return frozenset(n for n in metric_names if METRICS[n].lower_is_more_similar)
+
+
+def spaces_read(metric_names) -> list[str]:
+    """The graph spaces the metrics ``metric_names`` read, in :data:`SPACES` order."""
+    wanted = {METRICS[n].space for n in metric_names if "graphs" in METRICS[n].reads}
+    return [s for s in SPACES if s in wanted]
+
+
 def graph_spaces(layer_metrics, pair_metrics) -> list[str]:
     """The neighbour-graph spaces a study needs, in :data:`SPACES` order.
 
     ``layer_metrics``: the chosen metrics of the per-layer families; ``pair_metrics``: the alignment metrics of a
     study that has pairs (empty when it has none).
     """
-    wanted = {METRICS[n].space for n in (*layer_metrics, *pair_metrics) if "graphs" in METRICS[n].reads}
-    return [s for s in SPACES if s in wanted]
+    return spaces_read((*layer_metrics, *pair_metrics))

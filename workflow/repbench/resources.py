@@ -344,15 +344,27 @@ class Estimator:
         mem = BASE_MB * MB + factors + per_layer + 3 * n * max(sa.hidden, sb.hidden) * 8 \
             + (sa.layers + sb.layers) * n * kmax * 4 + lookup
         metrics = set(options["metrics"])
-        nulls = set(options["null_metrics"]) & metrics if options["null_permutations"] else set()
-        perms = options["null_permutations"]
-        dense_repeats = (1 if metrics & DENSE_ALIGNMENT else 0) + (perms if nulls & DENSE_ALIGNMENT else 0)
-        sparse_repeats = 1 + (perms if nulls - DENSE_ALIGNMENT else 0)
-        dense = sa.layers * sb.layers * 2.0 * n * ma * mb * dense_repeats \
+        nulls = set(options["null_metrics"]) & metrics
+        dense_repeats = (1 if metrics & DENSE_ALIGNMENT else 0) \
+            + (options["null_permutations_dense"] if nulls & DENSE_ALIGNMENT else 0)
+        sparse_repeats = 1 + (options["null_permutations"] if nulls - DENSE_ALIGNMENT else 0)
+        layer_pairs = sa.layers * sb.layers
+        dense = layer_pairs * 2.0 * n * ma * mb * dense_repeats \
             + (sa.layers * ma + sb.layers * mb) * 2.0 * n * max(ma, mb)
-        sparse = sa.layers * sb.layers * 50.0 * n * kmax * sparse_repeats
-        reads = (sa.layers * sa.hidden + sb.layers * sb.hidden) * n * 4
-        bootstrap = options["bootstrap"] * sa.layers * sb.layers * n * kmax * 1e-8
+        # rsa / cka_rbf: an m×m matrix per layer (m = the pairwise sample cap), an m² product per layer pair
+        m = min(n, options["pairwise_max_samples"])
+        quadratic = len(metrics & {"rsa", "cka_rbf"})
+        mem += quadratic * (sa.layers + sb.layers) * m * m * 8
+        dense += quadratic * ((sa.layers * sa.hidden + sb.layers * sb.hidden) * 2.0 * m * m
+                              + layer_pairs * 2.0 * m * m * dense_repeats)
+        # information imbalance: ranks beyond the stored graph by a blocked count, O(N²·D) per layer and direction
+        if metrics & {"info_imbalance_ab", "info_imbalance_ba"}:
+            dense += (sa.layers * sa.hidden + sb.layers * sb.hidden) * 2.0 * n * n * dense_repeats
+        if "second_order_cos" in metrics:  # cosines at the other model's neighbour lists
+            dense += layer_pairs * 2.0 * n * 2 * k * max(sa.hidden, sb.hidden) * sparse_repeats
+        sparse = layer_pairs * 50.0 * n * kmax * sparse_repeats
+        reads = (sa.layers * sa.hidden + sb.layers * sb.hidden) * n * 4 * 3  # the core pass and each group
+        bootstrap = options["bootstrap"] * layer_pairs * n * kmax * 1e-8
         seconds = (dense / DENSE_FLOPS_PER_THREAD + sparse / CPU_FLOPS_PER_THREAD) / threads \
             + reads / READ_BYTES_PER_S + bootstrap
         return _need(mem / MB, seconds)

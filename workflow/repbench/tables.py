@@ -52,20 +52,28 @@ def concat_tables(paths: list[str | Path]) -> pd.DataFrame:
 ALIGNMENT_COLUMNS = ["dataset", "pooling", "model_a", "model_b", "n_parameters_a", "n_parameters_b", "metric", "k",
                      "n_samples", "max", "argmax_a", "argmax_b", "last", "matched_depth", "max_ci_low", "max_ci_high"]
 NULL_SUMMARIES = ("max", "last", "matched_depth")
-NULL_STATISTICS = ("null_mean", "null_std", "z", "p_value")
+NULL_STATISTICS = ("null_mean", "null_std", "z", "tau", "p_value", "calibrated")
 PAIR_KEYS = ["dataset", "pooling", "model_a", "model_b", "metric"]
 
 
 def alignment_table(pairs: list) -> pd.DataFrame:
     """One row per (pair, metric) with the summaries and null statistics from the pair files' attributes.
 
-    ``pairs``: ``xarray.Dataset`` pair results (see :mod:`repbench.stages.alignment`).
+    ``pairs``: ``xarray.Dataset`` pair results (see :mod:`repbench.stages.alignment`). Columns: the pair and
+    metric, ``better`` (``higher`` or ``lower``: distances and imbalances are lower when more alike, and their
+    ``max`` is the best = smallest value), the summaries, and per summary S ∈ {max, last, matched_depth} the
+    calibration ``S_null_mean, S_null_std, S_z, S_tau, S_p_value, S_calibrated`` from ``null_permutations``
+    permutations (NaN and 0 when the metric is not in ``alignment.null_metrics``).
     """
+    from . import registry
+
     rows = []
     for ds in pairs:
         a = ds.attrs
         for m in ds.data_vars:
             row = {c: a.get(c) for c in ALIGNMENT_COLUMNS[:6]} | {"metric": m, "k": a["k"], "n_samples": a["n_samples"]}
+            row["better"] = "lower" if registry.METRICS[m].lower_is_more_similar else "higher"
+            row["null_permutations"] = int(a.get(f"{m}_null_permutations", 0))
             for key in ALIGNMENT_COLUMNS[9:]:
                 row[key] = a.get(f"{m}_{key}", np.nan)
             for summary in NULL_SUMMARIES:

@@ -122,9 +122,9 @@ def alignment_inputs(wildcards):
         "activations_a": activations(wildcards.dataset, wildcards.a),
         "activations_b": activations(wildcards.dataset, wildcards.b),
     }
-    if "cosine" in NEIGHBOR_SPACES:
-        inputs["neighbors_a"] = graphs(wildcards.dataset, "cosine", wildcards.a)
-        inputs["neighbors_b"] = graphs(wildcards.dataset, "cosine", wildcards.b)
+    for space in registry.spaces_read(ALIGNMENT["metrics"]):
+        inputs[f"{space}_a"] = graphs(wildcards.dataset, space, wildcards.a)
+        inputs[f"{space}_b"] = graphs(wildcards.dataset, space, wildcards.b)
     return inputs
 
 
@@ -137,10 +137,13 @@ def alignment_params():
 
 
 def neighbor_params(wildcards):
-    """What decides one graph store: kmax and the search settings; clipping for cosine graphs only."""
+    """What decides one graph store: kmax and the search settings; clipping for cosine graphs only (per layer, or
+    with one threshold per model as the PRH code when ``alignment.preprocess`` is ``prh``)."""
     options = dict(config["neighbors"])
     if wildcards.space != "cosine":
         del options["clip_quantile"]
+    elif ALIGNMENT["preprocess"] == "prh":
+        options["clip_mode"] = "prh"
     return canonical(options)
 
 

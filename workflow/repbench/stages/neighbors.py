@@ -4,13 +4,14 @@
 def neighbors(job) -> None:
     """``results/neighbors/{dataset}/{space}/{model}.zarr``: one group per pooling with ``indices`` int32 and
     ``distances`` float32 ``(layer, sample, neighbor)``; cosine graphs see the layer clipped at
-    ``neighbors.clip_quantile`` when set, euclidean graphs the raw vectors."""
+    ``neighbors.clip_quantile`` when set (at the PRH code's per-model threshold when ``clip_mode`` is ``prh``),
+    euclidean graphs the raw vectors."""
     import numpy as np
     from tqdm.auto import tqdm
 
     from repbench import __version__, store
     from repbench.neighbors import knn
-    from repbench.preprocess import preprocess
+    from repbench.preprocess import preprocess, prh_threshold
 
     acts, options, space = job.input.activations, job.params.options, job.wildcards.space
     attrs = store.activation_attrs(acts)
@@ -19,11 +20,13 @@ def neighbors(job) -> None:
     groups = {}
     for pooling in job.params.poolings:
         arr = store.pooling_array(acts, pooling)
+        threshold = prh_threshold(arr, clip) if clip and options.get("clip_mode") == "prh" else None
         idx, dist = [], []
         for layer in tqdm(range(arr.shape[0]), desc=f"neighbors {pooling}-{space}", mininterval=2):
             X = arr[layer].compute()
             try:
-                i, d = knn(preprocess(X, clip) if clip else X, options["kmax"], space=space, device=device,
+                X = preprocess(X, clip, threshold) if clip else X
+                i, d = knn(X, options["kmax"], space=space, device=device,
                            budget_bytes=options["budget_mb"] * 2**20)
             except ValueError as exc:
                 raise ValueError(f"model {attrs['model']!r}, layer {layer}, pooling {pooling!r}: {exc}") from None
@@ -33,6 +36,7 @@ def neighbors(job) -> None:
     provenance = {"model": attrs["model"], "dataset": attrs["dataset"], "activations_hash": attrs["config_hash"],
                   "space": space, "kmax": options["kmax"], "repbench_version": __version__,
                   "clip_quantile": clip if clip else "none",
+                  "clip_mode": options.get("clip_mode", "layer") if clip else "none",
                   "tie_break": "ascending distance, then lower index; self excluded"}
     store.write_layer_arrays(job.output[0], groups, ("layer", "sample", "neighbor"), provenance)
 

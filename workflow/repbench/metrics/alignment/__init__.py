@@ -8,6 +8,12 @@ kNN family (:mod:`.knn`): mutual_knn, cycle_knn, lcs_knn and their per-sample te
 (:mod:`.kernels`): linear_cka, unbiased_cka, cknna, svcca. Summaries, permutation null and bootstrap intervals:
 :mod:`.summaries`. Preprocessing (|x|-quantile clipping) lives in :mod:`repbench.preprocess`.
 
+More similarity measures come in *groups*, one module each: :mod:`.dense` (RSA, Procrustes, shape metric,
+PWCCA, RV, RBF-CKA) and :mod:`.neighborhoods` (Jaccard, rank similarity, second-order cosine, information
+imbalance). A group module has ``METRICS``, ``prepare(layers, graphs, options)`` (its per-layer state for one
+model, with ``permuted``) and ``matrices(a, b, metrics, options)``; this module dispatches to it. Calibration
+(null statistics, calibrated scores, the closed-form RV null): :mod:`.calibration` and :mod:`.summaries`.
+
 This module: layer × layer. ``prepare_model`` does the per-layer work once, one layer read at a time;
 ``pair_matrices_prepared`` (``pair_matrices`` from raw layers) gives every metric's (Lₐ, L_b) matrix. CKA,
 unbiased CKA and SVCCA of a layer pair all come from one cross product PₐᵀP_b of the centred layers, computed in
@@ -23,8 +29,11 @@ features as given (after optional clipping), L2 normalisation is applied only wh
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from types import ModuleType
 
 import numpy as np
 
@@ -75,14 +84,22 @@ __all__ = [
 
 # which metric reads what: repbench.registry (the one list of metrics)
 PAIR_METRICS = registry.names("alignment")
-KNN_METRICS = tuple(m for m in PAIR_METRICS if registry.METRICS[m].reads == ("graphs",))
-_GRAPH_METRICS = frozenset(registry.reads(PAIR_METRICS, "graphs"))
-_FEATURE_METRICS = frozenset(registry.reads(PAIR_METRICS, "features"))
+_GROUPED = frozenset(m for m in PAIR_METRICS if registry.METRICS[m].group)
+
+
+@functools.cache
+def _groups() -> dict[str, ModuleType]:
+    """metric name -> the group module that computes it (``registry.Metric.group``); imported on first use."""
+    return {m: importlib.import_module(f".{registry.METRICS[m].group}", __name__) for m in sorted(_GROUPED)}
+_CORE_METRICS = tuple(m for m in PAIR_METRICS if m not in _GROUPED)
+KNN_METRICS = tuple(m for m in _CORE_METRICS if registry.METRICS[m].reads == ("graphs",))
+_GRAPH_METRICS = frozenset(registry.reads(_CORE_METRICS, "graphs"))
+_FEATURE_METRICS = frozenset(registry.reads(_CORE_METRICS, "features"))
 
 
 DEFAULT_FEATURE_BUDGET_BYTES = 1024 * 2**20  # features held at once by the dense metrics (see LayerFactors)
 # dense metrics that come from one cross product of the centred layers (CKNNA's kernel lives on the graph's edges)
-_DENSE_PAIR_METRICS = frozenset(registry.dense(PAIR_METRICS)) - _GRAPH_METRICS
+_DENSE_PAIR_METRICS = frozenset(registry.dense(_CORE_METRICS)) - _GRAPH_METRICS
 
 
 @dataclass(frozen=True)
@@ -114,26 +131,35 @@ class PreparedLayer:
 
 @dataclass(frozen=True)
 class PreparedModel:
-    """One model's prepared layers plus access to their factors (only when a dense pair metric is asked)."""
+    """One model's prepared layers plus access to their factors (only when a dense pair metric is asked), and
+    the per-layer states of the metric groups in use ({group module name: its ``Prepared``})."""
 
     layers: list[PreparedLayer]
     factors: LayerFactors | None
     budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES
+    groups: dict = field(default_factory=dict)
+    n_layers: int = 0
+    n_samples: int = 0
+    options: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.layers)
+        return self.n_layers
 
     def permuted(self, perm: np.ndarray, inverse: np.ndarray) -> PreparedModel:
         """Samples reordered (new sample i = old perm[i]) without recomputing anything per layer."""
         return replace(self, layers=[layer.permuted(perm, inverse) for layer in self.layers],
-                       factors=None if self.factors is None else self.factors.permuted(perm))
+                       factors=None if self.factors is None else self.factors.permuted(perm),
+                       groups={name: state.permuted(perm, inverse) for name, state in self.groups.items()})
 
 
 def prepare_model(layers, graphs, k: int, metrics, svcca_variance: float = 0.99,
                   svcca_components: int | None = None,
-                  budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES) -> PreparedModel:
+                  budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES, options: dict | None = None) -> PreparedModel:
     """Per-layer work for ``metrics``, one layer at a time: k-prefix of the graph, centred Gram factor and its
-    HSIC terms, CKNNA kernel values, SVCCA projection.
+    HSIC terms, CKNNA kernel values, SVCCA projection; and each metric group's ``prepare``.
+
+    ``graphs``: the cosine graphs (L, N, ≥k), or a mapping {space: graphs} when a group metric reads the
+    ``euclidean`` ones too. ``options``: the alignment options the group metrics read (``k`` is added).
 
     ``layers`` (L of (N, D), e.g. a lazy sequence reading a store; None if only kNN metrics are asked) is read
     once here; when a dense pair metric (CKA, unbiased CKA, SVCCA) is asked, the factors are kept up to a quarter
@@ -141,8 +167,19 @@ def prepare_model(layers, graphs, k: int, metrics, svcca_variance: float = 0.99,
     CKA/SVCCA are asked. Cost O(L·N·D·min(N, D)); memory O(N·(k + D)) per layer in flight plus the kept factors.
     """
     metrics = _validated_metrics(metrics)
-    need_graph = bool(_GRAPH_METRICS & set(metrics))
-    need_features = bool(_FEATURE_METRICS & set(metrics))
+    options = {**(options or {}), "k": k}
+    graphs_by_space = dict(graphs) if isinstance(graphs, dict) else {"cosine": graphs}
+    graphs = graphs_by_space.get("cosine")
+    group_states = _prepare_groups(layers, graphs_by_space, metrics, options)
+    core = tuple(m for m in metrics if m not in _GROUPED)
+    sizes = {(len(state), state.n_samples) for state in group_states.values()}
+    if not core:
+        if len(sizes) != 1:
+            raise ValueError(f"metric groups disagree on (layers, samples): {sorted(sizes)}")
+        (n_layers, n_samples), = sizes
+        return PreparedModel([], None, budget_bytes, group_states, n_layers, n_samples, options)
+    need_graph = bool(_GRAPH_METRICS & set(core))
+    need_features = bool(_FEATURE_METRICS & set(core))
     need_kernel = bool(_DENSE_PAIR_METRICS & set(metrics))
     if need_graph and graphs is None:
         raise ValueError(f"metrics {sorted(_GRAPH_METRICS & set(metrics))} need neighbour graphs")
@@ -166,12 +203,34 @@ def prepare_model(layers, graphs, k: int, metrics, svcca_variance: float = 0.99,
                 svcca_layer = _prepare_svcca_layer(gram, features.shape[0], svcca_variance, svcca_components)
         prepared.append(PreparedLayer(graph=graph, kernel=kernel, cknna=cknna_layer, svcca=svcca_layer))
         del features
-    return PreparedModel(prepared, factors if need_kernel else None, budget_bytes)
+    n_samples = prepared[0].n_samples if prepared else 0
+    if sizes and sizes != {(n_layers, n_samples)}:
+        raise ValueError(f"metric groups see (layers, samples) {sorted(sizes)}, the core metrics "
+                         f"{(n_layers, n_samples)}")
+    return PreparedModel(prepared, factors if need_kernel else None, budget_bytes, group_states, n_layers,
+                         n_samples, options)
 
 
-def pair_matrices(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=PAIR_METRICS,
+def _prepare_groups(layers, graphs_by_space: dict, metrics, options: dict) -> dict:
+    """Each group's per-layer state for the chosen metrics of that group: {group module name: Prepared}."""
+    states = {}
+    for module in dict.fromkeys(_groups()[m] for m in metrics if m in _GROUPED):
+        chosen = [m for m in metrics if _groups().get(m) is module]
+        spaces = {registry.METRICS[m].space for m in chosen if "graphs" in registry.METRICS[m].reads}
+        missing = sorted(s for s in spaces if graphs_by_space.get(s) is None)
+        if missing:
+            raise ValueError(f"metrics {chosen} need the {', '.join(missing)} neighbour graphs")
+        if registry.reads(chosen, "features") and layers is None:
+            raise ValueError(f"metrics {list(registry.reads(chosen, 'features'))} need the layer activations")
+        states[registry.METRICS[chosen[0]].group] = module.prepare(layers if registry.reads(chosen, "features") else None,
+                                      {s: graphs_by_space[s] for s in spaces} or None, options)
+    return states
+
+
+def pair_matrices(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=_CORE_METRICS,
                   svcca_variance: float = 0.99, svcca_components: int | None = None,
-                  budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES) -> dict[str, np.ndarray]:
+                  budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES, options: dict | None = None
+                  ) -> dict[str, np.ndarray]:
     """Layer × layer matrices of every metric for one model pair: {name: float64 (Lₐ, L_b)}, [i, j] = (A layer i,
     B layer j).
 
@@ -188,22 +247,27 @@ def pair_matrices(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=PAIR_M
     cross product PₐᵀP_b, r = min(N, D)).
     """
     metrics = _validated_metrics(metrics)
-    options = dict(svcca_variance=svcca_variance, svcca_components=svcca_components, budget_bytes=budget_bytes)
-    model_a = prepare_model(layers_a, graphs_a, k, metrics, **options)
-    model_b = prepare_model(layers_b, graphs_b, k, metrics, **options)
+    settings = dict(svcca_variance=svcca_variance, svcca_components=svcca_components, budget_bytes=budget_bytes,
+                    options=options)
+    model_a = prepare_model(layers_a, graphs_a, k, metrics, **settings)
+    model_b = prepare_model(layers_b, graphs_b, k, metrics, **settings)
     return pair_matrices_prepared(model_a, model_b, metrics)
 
 
-def pair_matrices_prepared(model_a: PreparedModel, model_b: PreparedModel, metrics=PAIR_METRICS) -> dict[str, np.ndarray]:
+def pair_matrices_prepared(model_a: PreparedModel, model_b: PreparedModel, metrics=_CORE_METRICS
+                           ) -> dict[str, np.ndarray]:
     """``pair_matrices`` on models already run through ``prepare_model`` (e.g. reused across permutations).
 
     Graph metrics loop over B's layers outside, so only one B-layer slot look-up (≤ ``DENSE_LOOKUP_MAX_BYTES``)
     is alive; dense metrics go through ``_dense_scores``.
     """
     metrics = _validated_metrics(metrics)
-    if len(model_a) and len(model_b):
-        _check_same_samples(model_a.layers[0].n_samples, model_b.layers[0].n_samples)
+    _check_same_samples(model_a.n_samples, model_b.n_samples)
     out = {name: np.full((len(model_a), len(model_b)), np.nan) for name in metrics}
+    for group, state_a in model_a.groups.items():
+        chosen = tuple(m for m in metrics if m in _GROUPED and registry.METRICS[m].group == group)
+        if chosen:
+            out.update(_groups()[chosen[0]].matrices(state_a, model_b.groups[group], chosen, model_a.options))
     graph_metrics = [m for m in metrics if m in _GRAPH_METRICS]
     if graph_metrics:
         for j, b in enumerate(model_b.layers):
@@ -284,10 +348,15 @@ def _validated_metrics(metrics) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class AlignmentMetric:
-    """Registry entry: ``function`` with its own signature; ``__call__(A, B, idx_a, idx_b, k)`` uniform."""
+    """Registry entry: ``function`` with its own signature; ``__call__(A, B, idx_a, idx_b, k)`` uniform.
+
+    Group metrics (``registry.Metric.group``) are called through their group's layer × layer pass on one layer
+    each; graphs they need and are not given (e.g. the euclidean graphs of information imbalance) are computed
+    exactly with :func:`repbench.neighbors.knn`. Keyword ``options`` reach the group (e.g. ``rsa={...}``).
+    """
 
     name: str
-    function: Callable
+    function: Callable | None = None
 
     @property
     def uses_features(self) -> bool:
@@ -297,12 +366,29 @@ class AlignmentMetric:
     def uses_graphs(self) -> bool:
         return "graphs" in registry.METRICS[self.name].reads
 
-    def __call__(self, A=None, B=None, idx_a=None, idx_b=None, k=None):
+    def __call__(self, A=None, B=None, idx_a=None, idx_b=None, k=None, **options):
+        if self.function is None:
+            return _group_single_pair(self.name, A, B, idx_a, idx_b, k, options)
         if self.uses_features and self.uses_graphs:
             return self.function(A, B, idx_a, idx_b, k)
         if self.uses_graphs:
             return self.function(idx_a, idx_b, k)
         return self.function(A, B)
+
+
+def _group_single_pair(name: str, A, B, idx_a, idx_b, k, options: dict) -> float:
+    from ...neighbors import knn
+
+    metric = registry.METRICS[name]
+    k = 10 if k is None else k
+    graphs = [None, None]
+    if metric.space == "cosine" and idx_a is not None:
+        graphs = [{"cosine": [np.asarray(idx_a)]}, {"cosine": [np.asarray(idx_b)]}]
+    elif metric.space is not None:
+        kmax = min(len(A) - 1, max(k, 32))
+        graphs = [{metric.space: [knn(np.asarray(X), kmax, space=metric.space)[0]]} for X in (A, B)]
+    layers = [None if A is None else [A], None if B is None else [B]]
+    return float(pair_matrices(layers[0], layers[1], graphs[0], graphs[1], k, (name,), options=options)[name][0, 0])
 
 
 def _cycle_knn_ba(idx_a, idx_b, k: int) -> float:
@@ -322,4 +408,4 @@ def cycle_knn_ba_per_sample(idx_a, idx_b, k: int) -> np.ndarray:
 
 _FUNCTIONS = {"mutual_knn": mutual_knn, "cycle_knn_ab": cycle_knn, "cycle_knn_ba": _cycle_knn_ba, "lcs_knn": lcs_knn,
               "cka": linear_cka, "unbiased_cka": unbiased_cka, "cknna": cknna, "svcca": svcca}
-METRICS: dict[str, AlignmentMetric] = {name: AlignmentMetric(name, _FUNCTIONS[name]) for name in PAIR_METRICS}
+METRICS: dict[str, AlignmentMetric] = {name: AlignmentMetric(name, _FUNCTIONS.get(name)) for name in PAIR_METRICS}
