@@ -12,7 +12,7 @@ from scipy import stats
 
 from repbench.metrics import alignment as al
 from repbench.metrics.alignment import calibration as cal
-from repbench.metrics.alignment.kernels import _prepare_kernel_layer
+from repbench.metrics.alignment.kernels import _gram_factor, _prepare_kernel_layer
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -182,8 +182,9 @@ def test_null_calibration_lower_is_more_similar():
 # ----------------------------------------------------------------------------------- closed-form RV null
 
 def _kernel(X):
-    centred = np.asarray(X, dtype=np.float64) - np.mean(X, axis=0)
-    return _prepare_kernel_layer(centred.copy())[0], cal.rv_skewness_terms(centred)
+    """A layer's kernel terms and RV skewness terms from its centred Gram factor (V√Λ of the Gram when D > N)."""
+    factor = _gram_factor(np.asarray(X, dtype=np.float64) - np.mean(X, axis=0))
+    return _prepare_kernel_layer(factor.copy())[0], cal.rv_skewness_terms(factor)
 
 
 def test_rv_null_matches_dense_coeffrv():

@@ -1,7 +1,8 @@
 """Summaries of a layer × layer alignment matrix, its permutation null, and bootstrap intervals.
 
 ``summarize`` (best layer pair and its (layer_a, layer_b), last, matched depth), ``null_calibration_prepared``
-(permutation null, threshold, p-value and calibrated score of every summary), ``bootstrap_ci`` (percentile interval of per-sample kNN terms).
+(permutation null, threshold, p-value and calibrated score of every summary), ``bootstrap_ci`` (percentile
+interval of per-sample kNN terms).
 """
 
 from __future__ import annotations
