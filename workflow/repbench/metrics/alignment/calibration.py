@@ -155,12 +155,14 @@ def rv_null_from_layers(a: _KernelLayer, b: _KernelLayer, skew_a: RvSkewnessTerm
     beta_a, beta_b = float(a.row_sq.sum()) ** 2 / trace_sq_a, float(b.row_sq.sum()) ** 2 / trace_sq_b
     delta_a, delta_b = float(a.row_sq @ a.row_sq) / trace_sq_a, float(b.row_sq @ b.row_sq) / trace_sq_b
 
-    def gamma(beta: float, delta: float) -> float:
-        return (n - 1) * (n * (n + 1) * delta - (n - 1) * (beta + 2)) / ((n - 3) * (n - 1 - beta))
+    def gamma_times_alpha(beta: float, delta: float) -> float:  # γ·(n−1−β): no division by n−1−β (it can be 0)
+        return (n - 1) * (n * (n + 1) * delta - (n - 1) * (beta + 2)) / (n - 3)
 
     mean = math.sqrt(beta_a * beta_b) / (n - 1)
-    variance = (2 * (n - 1 - beta_a) * (n - 1 - beta_b) / ((n + 1) * (n - 1) ** 2 * (n - 2))
-                * (1 + (n - 3) * gamma(beta_a, delta_a) * gamma(beta_b, delta_b) / (2 * n * (n - 1))))
+    # Var₀ with γ_A γ_B (n−1−β_A)(n−1−β_B) multiplied out
+    variance = 2 / ((n + 1) * (n - 1) ** 2 * (n - 2)) * (
+        (n - 1 - beta_a) * (n - 1 - beta_b)
+        + (n - 3) * gamma_times_alpha(beta_a, delta_a) * gamma_times_alpha(beta_b, delta_b) / (2 * n * (n - 1)))
     skewness = float("nan") if skew_a is None or skew_b is None else rv_skewness(skew_a, skew_b)
     return {"n": n, "mean": float(mean), "std": float(math.sqrt(max(variance, 0.0))), "skewness": skewness}
 
