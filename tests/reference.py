@@ -97,6 +97,80 @@ def dense_svcca(A, B, variance=0.99, n_components=None):
     return float(np.mean(np.sqrt(np.clip(rho2, 0, 1))))
 
 
+def dense_calibrate(observed, null, alpha=0.05, lower_is_more_similar=False, best=None):
+    """The calibrated-similarity rule spelled out on a sorted Python list (NaN null values dropped).
+
+    τ = the ⌈(1−α)(K+1)⌉-th smallest of [observed] + null (largest, for lower_is_more_similar),
+    p = (1 + #{null ≥ observed})/(K+1) (≤ for lower), s* = clip((observed − τ)/(best − τ), 0, 1)
+    ((τ − observed)/(τ − best) for lower), best = 1 (0 for lower) unless given.
+    """
+    import math
+
+    values = [float(v) for v in null if not math.isnan(v)]
+    k = len(values)
+    rank = math.ceil((1 - alpha) * (k + 1))
+    if lower_is_more_similar:
+        best = 0.0 if best is None else best
+        tau = sorted([observed] + values, reverse=True)[rank - 1]
+        exceed = sum(1 for v in values if v <= observed)
+        gain, room = tau - observed, tau - best
+    else:
+        best = 1.0 if best is None else best
+        tau = sorted([observed] + values)[rank - 1]
+        exceed = sum(1 for v in values if v >= observed)
+        gain, room = observed - tau, best - tau
+    mean = sum(values) / k
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1)) if k > 1 else math.nan
+    return {"tau": tau, "p_value": (1 + exceed) / (k + 1), "calibrated": min(max(gain / max(room, 1e-12), 0.0), 1.0),
+            "null_mean": mean, "null_std": std, "z": (observed - mean) / std if std > 0 else math.nan}
+
+
+def dense_rv_null(X, Y):
+    """FactoMineR ``coeffRV`` (N ≥ 6) with the N×N matrices W = XᶜXᶜᵀ, V = YᶜYᶜᵀ formed: (rv, mean, variance,
+    skewness), the moment formulas of Kazi-Aoual et al. (1995) as coeffRV writes them."""
+    n = X.shape[0]
+    X, Y = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    W, V = X @ X.T, Y @ Y.T
+    rv = np.trace(W @ V) / np.sqrt(np.trace(W @ W) * np.trace(V @ V))
+
+    def beta_delta_gamma(M):
+        beta = np.trace(M) ** 2 / np.trace(M @ M)
+        delta = np.sum(np.diag(M) ** 2) / np.trace(M @ M)
+        gamma = (n - 1) * (n * (n + 1) * delta - (n - 1) * (beta + 2)) / ((n - 3) * (n - 1 - beta))
+        return beta, gamma
+
+    bx, gx = beta_delta_gamma(W)
+    by, gy = beta_delta_gamma(V)
+    mean = np.sqrt(bx * by) / (n - 1)
+    variance = 2 * (n - 1 - bx) * (n - 1 - by) / ((n + 1) * (n - 1) ** 2 * (n - 2)) * (
+        1 + (n - 3) * gx * gy / (2 * n * (n - 1)))
+
+    def terms(M):
+        d = np.diag(M)
+        return dict(n=n, trace=np.trace(M), trace_sq=np.trace(M @ M), trace_cube=np.trace(M @ M @ M),
+                    diag_sq=np.sum(d ** 2), diag_cube=np.sum(d ** 3), cube_sum=np.sum(M ** 3),
+                    diag_w_diag=d @ M @ d, diag_w2=d @ np.diag(M @ M))
+
+    from repbench.metrics.alignment import calibration
+
+    skewness = calibration.rv_skewness(calibration.RvSkewnessTerms(**terms(W)),
+                                       calibration.RvSkewnessTerms(**terms(V)))
+    return rv, mean, variance, skewness
+
+
+def enumerated_rv(X, Y):
+    """RV(X, Y[π]) for every permutation π of the rows (N ≤ 8), dense N×N Grams."""
+    from itertools import permutations
+
+    X, Y = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    W = X @ X.T
+    values = []
+    for p in permutations(range(X.shape[0])):
+        V = Y[list(p)] @ Y[list(p)].T
+        values.append(np.sum(W * V) / np.sqrt(np.sum(W * W) * np.sum(V * V)))
+    return np.array(values)
+
+
 # ----------------------------------------------------------------------------------------- fixtures
 
 

@@ -1,7 +1,8 @@
 """Summaries of a layer × layer alignment matrix, its permutation null, and bootstrap intervals.
 
-``summarize`` (max and its (layer_a, layer_b), last, matched depth), ``null_calibration_prepared`` (permutation
-null of every summary), ``bootstrap_ci`` (percentile interval of per-sample kNN terms).
+``summarize`` (best layer pair and its (layer_a, layer_b), last, matched depth), ``null_calibration_prepared``
+(permutation null, threshold, p-value and calibrated score of every summary), ``bootstrap_ci`` (percentile
+interval of per-sample kNN terms).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .calibration import calibrate
 from .kernels import _CHUNK_ELEMENTS
 
 if TYPE_CHECKING:
@@ -18,12 +20,14 @@ if TYPE_CHECKING:
 SUMMARIES = ("max", "last", "matched_depth")
 
 
-def summarize(matrix) -> dict:
+def summarize(matrix, lower_is_more_similar: bool = False) -> dict:
     """Summaries of one (Lₐ, L_b) layer × layer matrix M.
 
-    max = max M (NaN ignored); argmax = (layer_a, layer_b) of the first maximum in row-major order (in that
-    order: A's layer first); last = M[−1, −1]; matched_depth = (1/Lₐ) Σᵢ M[i, j(i)] with
-    j(i) = round(i·(L_b−1)/(Lₐ−1)) rounding halves up (j = 0 when Lₐ = 1). All-NaN → max NaN, argmax (−1, −1).
+    max = the best layer pair's value: max M for a similarity, min M when ``lower_is_more_similar`` (a
+    distance); the key names stay "max"/"argmax" and mean "best". NaN ignored. argmax = (layer_a, layer_b) of
+    the first best value in row-major order (in that order: A's layer first); last = M[−1, −1];
+    matched_depth = (1/Lₐ) Σᵢ M[i, j(i)] with j(i) = round(i·(L_b−1)/(Lₐ−1)) rounding halves up (j = 0 when
+    Lₐ = 1). All-NaN → max NaN, argmax (−1, −1).
     """
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.size == 0:
@@ -31,7 +35,7 @@ def summarize(matrix) -> dict:
     if np.all(np.isnan(m)):
         best, where = float("nan"), (-1, -1)
     else:
-        flat = int(np.nanargmax(m))
+        flat = int(np.nanargmin(m) if lower_is_more_similar else np.nanargmax(m))
         where = tuple(int(v) for v in np.unravel_index(flat, m.shape))
         best = float(m[where])
     return {"max": best, "argmax": where, "last": float(m[-1, -1]), "matched_depth": _matched_depth(m)}
@@ -50,17 +54,23 @@ def _matched_depth(m: np.ndarray) -> float:
 
 
 def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, metrics, n_permutations: int,
-                              seed: int = 0, observed: dict[str, np.ndarray] | None = None) -> dict:
+                              seed: int = 0, observed: dict[str, np.ndarray] | None = None,
+                              lower_is_more_similar: frozenset = frozenset(), alpha: float = 0.05) -> dict:
     """Permutation null for every summary of every metric, on models run through ``prepare_model`` (per-layer
     work done once); ``observed`` (the unpermuted matrices, if already computed) saves one pass.
 
     B's sample order is permuted P times (``numpy.random.default_rng(seed)``); with perm a permutation and
     inv its inverse, the permuted B has rows B[perm] and graph inv[idx_b[perm]] (a relabelling: no k-NN
     recomputation; equal to recomputing the graph on B[perm] whenever B has no distance ties). Each permuted
-    pair is summarised like the observed one (for the max: the max over layer pairs of the permuted matrix).
+    pair is summarised like the observed one (for the max: the best layer pair of the permuted matrix, i.e.
+    the same permutation for all of B's layers, as the reference ``calibrate_layers``).
 
-    Returns {metric: {summary: {observed, null_mean, null_std (ddof=1), z = (observed − mean)/std,
-    p_value = (1 + #{null ≥ observed})/(1 + P), n_permutations}}} for summary in (max, last, matched_depth).
+    Returns {metric: {summary: ``calibration.calibrate(observed, null, alpha, metric in lower_is_more_similar)``}}
+    for summary in (max, last, matched_depth), i.e. {observed, null_mean, null_std (ddof=1), z = (observed −
+    mean)/std, tau (threshold: the ⌈(1−α)(P+1)⌉-th smallest of observed and null), p_value = (1 + #{null ≥
+    observed})/(1 + P), calibrated = clip((observed − tau)/(1 − tau), 0, 1), n_permutations, n_nan}; metrics
+    in ``lower_is_more_similar`` (distances) use the mirrored rule (see ``calibrate``) and their "max" is the
+    minimum. NaN null values are dropped (``n_nan`` counts them). P ≤ 18 at α = 0.05 → calibrated ≡ 0.
     Cost: P × ``pair_matrices_prepared`` (per-layer preparation is permuted, not recomputed). The dense
     metrics (CKA family, SVCCA) cost O(N·rₐ·r_b) per layer pair and permutation, i.e. P full passes over the
     features: prefer the kNN metrics or a small P for them.
@@ -72,7 +82,8 @@ def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, me
     metrics = _validated_metrics(metrics)
     if observed is None:
         observed = pair_matrices_prepared(model_a, model_b, metrics)
-    observed = {name: summarize(observed[name]) for name in metrics}
+    lower = {name: name in lower_is_more_similar for name in metrics}
+    observed = {name: summarize(observed[name], lower[name]) for name in metrics}
     n = model_b.layers[0].n_samples
     rng = np.random.default_rng(seed)
     null = {name: {s: np.empty(n_permutations) for s in SUMMARIES} for name in metrics}
@@ -82,19 +93,11 @@ def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, me
         inverse[perm] = np.arange(n)
         permuted_b = model_b.permuted(perm, inverse)
         for name, mat in pair_matrices_prepared(model_a, permuted_b, metrics).items():
-            summary = summarize(mat)
+            summary = summarize(mat, lower[name])
             for s in SUMMARIES:
                 null[name][s][p] = summary[s]
-    return {name: {s: _null_statistics(observed[name][s], null[name][s]) for s in SUMMARIES} for name in metrics}
-
-
-def _null_statistics(observed: float, null: np.ndarray) -> dict:
-    mean = float(np.nanmean(null)) if np.any(~np.isnan(null)) else float("nan")
-    std = float(np.nanstd(null, ddof=1)) if np.sum(~np.isnan(null)) > 1 else float("nan")
-    z = (observed - mean) / std if std > 0 else float("nan")
-    p_value = (1 + int(np.sum(null >= observed))) / (1 + len(null))
-    return {"observed": float(observed), "null_mean": mean, "null_std": std, "z": float(z),
-            "p_value": float(p_value), "n_permutations": len(null)}
+    return {name: {s: calibrate(observed[name][s], null[name][s], alpha, lower[name]) for s in SUMMARIES}
+            for name in metrics}
 
 
 def bootstrap_ci(per_sample_scores, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
