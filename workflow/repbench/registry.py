@@ -83,7 +83,7 @@ METRICS: dict[str, Metric] = {
         Metric("procrustes", "alignment", ("features",), dense=True, lower_is_more_similar=True, group="dense"),
         Metric("shape_metric", "alignment", ("features",), dense=True, lower_is_more_similar=True, group="dense"),
         Metric("pwcca", "alignment", ("features",), dense=True, group="dense"),
-        Metric("rv", "alignment", ("features",), dense=True, group="dense"),
+        Metric("rv", "alignment", ("features",), dense=True),  # = linear CKA; computed with it
         Metric("cka_rbf", "alignment", ("features",), dense=True, group="dense"),
         Metric("jaccard_knn", "alignment", ("graphs",), space="cosine", group="neighborhoods"),
         Metric("rank_sim", "alignment", ("graphs",), space="cosine", group="neighborhoods"),

@@ -62,8 +62,9 @@ def alignment_table(pairs: list) -> pd.DataFrame:
     ``pairs``: ``xarray.Dataset`` pair results (see :mod:`repbench.stages.alignment`). Columns: the pair and
     metric, ``better`` (``higher`` or ``lower``: distances and imbalances are lower when more alike, and their
     ``max`` is the best = smallest value), the summaries, and per summary S ∈ {max, last, matched_depth} the
-    calibration ``S_null_mean, S_null_std, S_z, S_tau, S_p_value, S_calibrated`` from ``null_permutations``
-    permutations (NaN and 0 when the metric is not in ``alignment.null_metrics``).
+    calibration ``S_null_mean, S_null_std, S_z, S_tau, S_p_value, S_calibrated``; ``null_method`` says how
+    (``permutation`` with ``null_permutations`` permutations, ``closed form`` for cka/rv, ``none`` when the
+    metric is not in ``alignment.null_metrics``: NaN statistics).
     """
     from . import registry
 
@@ -73,6 +74,7 @@ def alignment_table(pairs: list) -> pd.DataFrame:
         for m in ds.data_vars:
             row = {c: a.get(c) for c in ALIGNMENT_COLUMNS[:6]} | {"metric": m, "k": a["k"], "n_samples": a["n_samples"]}
             row["better"] = "lower" if registry.METRICS[m].lower_is_more_similar else "higher"
+            row["null_method"] = a.get(f"{m}_null_method", "none")
             row["null_permutations"] = int(a.get(f"{m}_null_permutations", 0))
             for key in ALIGNMENT_COLUMNS[9:]:
                 row[key] = a.get(f"{m}_{key}", np.nan)

@@ -96,34 +96,72 @@ def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict)
             ds.attrs.update({f"{m}_max_ci_low": low, f"{m}_max_ci_high": high})
     for m, by_summary in calibration(prepared, mats, options).items():
         ds.attrs[f"{m}_null_permutations"] = by_summary.pop("n_permutations")
+        ds.attrs[f"{m}_null_method"] = by_summary.pop("method")
         for summary, stats in by_summary.items():
             for key in al.CALIBRATION_KEYS:
                 ds.attrs[f"{m}_{summary}_{key}"] = stats[key]
     return ds
 
 
-def calibration(prepared, mats: dict, options: dict) -> dict:
-    """{metric: {summary: statistics, "n_permutations": P}} for the metrics of ``null_metrics``.
+CLOSED_FORM_NULL = ("cka", "rv")  # linear CKA = the RV coefficient: exact permutation moments, no passes
+PEARSON3_MAX_SAMPLES = 4096  # the closed form's skewness costs O(N²·m) per layer: normal tail above this N
 
-    Graph metrics: ``null_permutations`` permutations of B's samples (cheap: the graphs are relabelled). Dense
-    metrics: ``null_permutations_dense`` (each a full pass over both models' features).
+
+def calibration(prepared, mats: dict, options: dict) -> dict:
+    """{metric: {summary: statistics, "n_permutations": P, "method": how}} for the metrics of ``null_metrics``.
+
+    ``cka`` and ``rv``: the closed-form permutation null of the RV coefficient per layer pair (exact moments,
+    Pearson type III tail up to ``PEARSON3_MAX_SAMPLES`` samples, normal above), no permutation pass; the best
+    layer pair gets a Bonferroni-bounded p and calibrated score, ``last`` is exact, ``matched_depth`` has no
+    closed form (NaN). Other dense metrics: ``null_permutations_dense`` permutations of B's samples (each a full
+    pass over both models' features). Graph metrics: ``null_permutations`` (cheap: the graphs are relabelled).
     """
     from repbench import registry
     from repbench.metrics import alignment as al
 
     chosen = [m for m in options["null_metrics"] if m in mats]
-    dense = set(registry.dense(chosen))
+    alpha = options["null_alpha"]
     out = {}
-    for metrics, permutations in (([m for m in chosen if m not in dense], options["null_permutations"]),
-                                  ([m for m in chosen if m in dense], options["null_permutations_dense"])):
+    closed = [m for m in chosen if m in CLOSED_FORM_NULL]
+    if closed:
+        n = prepared[0].n_samples
+        grid = al.calibration.rv_null_grid(*prepared, alpha, observed=mats[closed[0]],
+                                           skewness=n <= PEARSON3_MAX_SAMPLES)
+        method = "closed form, " + ("Pearson III tail" if n <= PEARSON3_MAX_SAMPLES else "normal tail")
+        nan = {key: float("nan") for key in al.CALIBRATION_KEYS}
+        for m in closed:
+            out[m] = {"max": {**nan, "p_value": grid["max"]["p_value"], "calibrated": grid["max"]["calibrated"]},
+                      "last": {key: grid["last"][key] for key in al.CALIBRATION_KEYS},
+                      "matched_depth": nan, "n_permutations": 0, "method": method}
+    rest = [m for m in chosen if m not in CLOSED_FORM_NULL]
+    dense = set(registry.dense(rest))
+    for metrics, permutations in (([m for m in rest if m not in dense], options["null_permutations"]),
+                                  ([m for m in rest if m in dense], options["null_permutations_dense"])):
         if not metrics or not permutations:
             continue
         null = al.null_calibration_prepared(*prepared, metrics, permutations, options["seed"],
-                                            observed={m: mats[m] for m in metrics}, alpha=options["null_alpha"],
+                                            observed={m: mats[m] for m in metrics}, alpha=alpha,
                                             lower_is_more_similar=registry.lower_is_more_similar(metrics))
         for m in metrics:
-            out[m] = {**null[m], "n_permutations": permutations}
+            out[m] = {**null[m], "n_permutations": permutations, "method": "permutation"}
     return out
+
+
+def alignment(job) -> None:
+    """``results/alignment/{dataset}/{pooling}/{A}__{B}.nc`` for one unordered model pair (A < B by name)."""
+    from repbench import registry, store
+
+    options, pooling = job.params.options, job.wildcards.pooling
+    graphs = [{}, {}]
+    for space in registry.spaces_read(options["metrics"]):
+        for side, graphs_side in zip("ab", graphs, strict=True):
+            path = job.input[f"{space}_{side}"]
+            graphs_side[space] = store.read_layer_arrays(path, pooling, names=("indices",))["indices"]
+    ds = pair_result(job.input.activations_a, job.input.activations_b, graphs[0], graphs[1], pooling, options)
+    out = Path(job.output[0])
+    tmp = out.with_name(f".{out.name}.partial")
+    ds.to_netcdf(tmp, engine="scipy")
+    store.publish(tmp, out)
 
 
 def alignment_table(job) -> None:

@@ -70,10 +70,13 @@ from .knn import (
     mutual_knn,
     mutual_knn_per_sample,
 )
+from . import calibration
 from .summaries import SUMMARIES, bootstrap_ci, matched_layers, null_calibration_prepared, summarize
 
+CALIBRATION_KEYS = ("null_mean", "null_std", "z", "tau", "p_value", "calibrated")  # per summary, in the pair files
+
 __all__ = [
-    "DEFAULT_FEATURE_BUDGET_BYTES", "DENSE_LOOKUP_MAX_BYTES", "KNN_METRICS", "METRICS", "PAIR_METRICS", "SUMMARIES",
+    "CALIBRATION_KEYS", "DEFAULT_FEATURE_BUDGET_BYTES", "DENSE_LOOKUP_MAX_BYTES", "calibration", "KNN_METRICS", "METRICS", "PAIR_METRICS", "SUMMARIES",
     "AlignmentMetric", "LayerFactors", "PreparedLayer", "PreparedModel", "bootstrap_ci", "cknna", "cycle_knn",
     "cycle_knn_ab_per_sample", "cycle_knn_ba_per_sample", "cycle_knn_per_sample", "lcs_knn", "lcs_knn_per_sample", "linear_cka", "matched_layers", "mutual_knn",
     "mutual_knn_per_sample", "null_calibration_prepared", "pair_matrices", "pair_matrices_prepared",
@@ -324,8 +327,8 @@ def _dense_scores(model_a: PreparedModel, model_b: PreparedModel, metrics, out: 
                 a = model_a.layers[i]
                 cross = factors_a[i].T @ factor_b
                 cross_sq = _cross_sq_norm(cross)
-                if "cka" in metrics:
-                    out["cka"][i, j] = _cka_from_prepared(a.kernel, b.kernel, cross_sq)
+                for name in {"cka", "rv"} & set(metrics):  # the RV coefficient is linear CKA
+                    out[name][i, j] = _cka_from_prepared(a.kernel, b.kernel, cross_sq)
                 if "unbiased_cka" in metrics:
                     out["unbiased_cka"][i, j] = _unbiased_cka_from_prepared(a.kernel, b.kernel, cross_sq)
                 if "svcca" in metrics:
@@ -407,5 +410,5 @@ def cycle_knn_ba_per_sample(idx_a, idx_b, k: int) -> np.ndarray:
 
 
 _FUNCTIONS = {"mutual_knn": mutual_knn, "cycle_knn_ab": cycle_knn, "cycle_knn_ba": _cycle_knn_ba, "lcs_knn": lcs_knn,
-              "cka": linear_cka, "unbiased_cka": unbiased_cka, "cknna": cknna, "svcca": svcca}
+              "cka": linear_cka, "rv": linear_cka, "unbiased_cka": unbiased_cka, "cknna": cknna, "svcca": svcca}
 METRICS: dict[str, AlignmentMetric] = {name: AlignmentMetric(name, _FUNCTIONS.get(name)) for name in PAIR_METRICS}
