@@ -124,7 +124,7 @@ def build_random(spec: dict, vocab_size: int | None) -> torch.nn.Module:
 
     The vocabulary size follows the tokenizer unless the config overrides it (vision models have none).
     """
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig
 
     overrides = {**({"vocab_size": vocab_size} if vocab_size is not None else {}), **spec.get("config", {})}
     config = AutoConfig.for_model(spec["architecture"], **overrides)
@@ -146,7 +146,7 @@ def build_twin(spec: dict, location: str, revision: str | None) -> torch.nn.Modu
 
 
 def _seeded_from_config(config, seed: int, trust_remote_code: bool) -> torch.nn.Module:
-    """``AutoModel.from_config(config)`` (float32) under ``torch.manual_seed(seed)`` on a forked CPU RNG, so
+    """``AutoModel.from_config(config)`` (torch's default dtype, float32) under ``torch.manual_seed(seed)`` on a forked CPU RNG, so
     building a model never perturbs the caller's random stream."""
     from transformers import AutoModel
 
