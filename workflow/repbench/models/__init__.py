@@ -146,8 +146,8 @@ def build_twin(spec: dict, location: str, revision: str | None) -> torch.nn.Modu
 
 
 def _seeded_from_config(config, seed: int, trust_remote_code: bool) -> torch.nn.Module:
-    """``AutoModel.from_config(config)`` (torch's default dtype, float32) under ``torch.manual_seed(seed)`` on a forked CPU RNG, so
-    building a model never perturbs the caller's random stream."""
+    """``AutoModel.from_config(config)`` (torch's default dtype, float32) under ``torch.manual_seed(seed)`` on a
+    forked CPU RNG, so building a model never perturbs the caller's random stream."""
     from transformers import AutoModel
 
     with torch.random.fork_rng(devices=[]):
