@@ -286,8 +286,8 @@ TWIN_ERRORS = [
         h={"source": "hf", "id": "a/b", "revisions": ["Random"], "random_twin": True}), "models.h.revisions.0"),
     ("non-boolean random_twin", lambda c: c["models"].update(h={"source": "hf", "id": "a/b", "random_twin": "yes"}),
      "models.h.random_twin"),
-    ("model name with the revision separator", lambda c: c["models"].update({"x@random": {"source": "hf", "id": "a/b"}}),
-     "models"),
+    ("model name with the revision separator",
+     lambda c: c["models"].update({"x@random": {"source": "hf", "id": "a/b"}}), "models"),
 ]
 
 

