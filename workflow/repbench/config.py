@@ -3,7 +3,8 @@
 ``validate_config`` fills defaults and checks types with ``snakemake.utils.validate`` (the schema lives in
 ``workflow/schemas/config.schema.yaml``); ``resolve`` adds the checks a schema cannot express (unknown
 dataset references, case-insensitive name clashes, ...) and expands ``revisions`` into one model instance
-per revision, named ``MODEL@REVISION``. Both raise :class:`ConfigError` naming the offending key.
+per revision, named ``MODEL@REVISION``, plus the instance ``MODEL@random`` of an entry with ``random_twin: true``
+(see :func:`twin_spec`). Both raise :class:`ConfigError` naming the offending key.
 """
 
 from __future__ import annotations
@@ -26,13 +27,19 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelInstance:
-    """One model at one revision: the unit of extraction (a slug ``name`` used in paths)."""
+    """One model at one revision: the unit of extraction (a slug ``name`` used in paths).
+
+    ``spec`` is what extraction loads: the config entry without ``random_twin`` (so switching a twin on or off
+    changes nothing of the model's own jobs), or for a random twin its :func:`twin_spec`. ``twin_of`` is the base
+    model a random twin ``MODEL@random`` stands beside (``None`` for every other instance).
+    """
 
     name: str
     base: str
     spec: dict = field(hash=False, compare=False)
     revision: str | None = None
     step: int | None = None
+    twin_of: str | None = None
 
 
 def _key_path(error) -> str:
@@ -183,14 +190,51 @@ def _revision_entries(spec: dict) -> list[tuple[str | None, int | None]]:
     return entries
 
 
+# the revision slot of a random twin's name: MODEL@random (model names cannot contain '@', so only a revision
+# named like this could clash; resolve refuses one)
+TWIN_REVISION = "random"
+TWIN_SOURCES = ("hf", "local", "package", "trained")
+
+
 def model_instances(config: dict) -> list[ModelInstance]:
-    """Expand every model entry into its instances (one per revision), in config order."""
+    """Expand every model entry into its instances (one per revision, then ``MODEL@random`` for an entry with
+    ``random_twin: true``), in config order."""
     instances = []
     for base, spec in config["models"].items():
+        own = {k: v for k, v in spec.items() if k != "random_twin"}
         for rev, step in _revision_entries(spec):
             name = base if rev is None else f"{base}@{_slug(rev, f'models.{base}.revisions')}"
-            instances.append(ModelInstance(name=name, base=base, spec=spec, revision=rev, step=step))
+            instances.append(ModelInstance(name=name, base=base, spec=own, revision=rev, step=step))
+        if spec.get("random_twin"):
+            instances.append(ModelInstance(name=f"{base}@{TWIN_REVISION}", base=base, spec=twin_spec(base, spec),
+                                           twin_of=base))
     return instances
+
+
+def twin_spec(base: str, spec: dict) -> dict:
+    """The spec of model ``base``'s random twin ``base@random``: same architecture and config, seeded random
+    weights (the entry's ``seed``, default 0), the model's own tokenizer or image processor.
+
+    hf / local / package: the entry itself (without ``revisions``) marked ``random_twin_of: base``;
+    :func:`repbench.models.load_model` then reads the config with ``AutoConfig.from_pretrained`` and builds
+    ``AutoModel.from_config`` under the seed instead of loading weights. An entry with revisions has one twin,
+    built from its first listed revision (an hf entry gets ``config_revision``, a local path is filled in): the
+    revisions of one model share its architecture, so one twin is the baseline of all of them.
+    trained: a ``source: random`` spec of the entry's architecture, config, tokenizer and seed (the
+    initialisation training starts from), marked ``random_twin_of: base``.
+    """
+    if spec["source"] == "trained":
+        keep = ("architecture", "config", "tokenizer", "seed", "modality", "dtype", "batch_size", "max_length",
+                "datasets")
+        twin = {"source": "random", **{k: spec[k] for k in keep if k in spec}}
+    else:
+        twin = {k: v for k, v in spec.items() if k not in ("random_twin", "revisions")}
+        first, _ = _revision_entries(spec)[0]
+        if first is not None and spec["source"] == "local":
+            twin["path"] = spec["path"].replace("{revision}", first)
+        elif first is not None:
+            twin["config_revision"] = first
+    return dict(twin, seed=spec.get("seed", 0), random_twin_of=base)
 
 
 def _slug(text: str, key: str) -> str:
@@ -248,6 +292,7 @@ def resolve(config: dict) -> list[ModelInstance]:
             raise ConfigError(
                 f"invalid config at `models.{base}.train.dataset`: unknown dataset {spec['train']['dataset']!r}"
             )
+        _check_twin(base, spec)
     extracted = config["extract"]["poolings"]
     for i, pooling in enumerate(config["metrics"]["poolings"]):
         if pooling not in extracted:
@@ -287,6 +332,24 @@ def resolve(config: dict) -> list[ModelInstance]:
         except DatasetError as exc:
             raise ConfigError(f"invalid config at `{exc.key or f'datasets.{name}'}`: {exc}") from None
     return instances
+
+
+def _check_twin(base: str, spec: dict) -> None:
+    """``random_twin`` needs weights to stand beside (not ``source: random``) and a free name ``base@random``."""
+    if not spec.get("random_twin"):
+        return
+    if spec["source"] not in TWIN_SOURCES:
+        raise ConfigError(
+            f"invalid config at `models.{base}.random_twin`: a random twin needs trained weights to stand beside "
+            f"(source {', '.join(TWIN_SOURCES)}); source {spec['source']!r} is random-init already"
+        )
+    for i, rev in enumerate(spec.get("revisions") or []):
+        name = rev if isinstance(rev, str) else rev["name"]
+        if name.lower() == TWIN_REVISION:
+            raise ConfigError(
+                f"invalid config at `models.{base}.revisions.{i}`: revision {name!r} clashes with the random twin "
+                f"`{base}@{TWIN_REVISION}` (random_twin: true); rename the revision or drop random_twin"
+            )
 
 
 def _check_neighbor_counts(config: dict) -> None:

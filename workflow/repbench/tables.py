@@ -56,8 +56,16 @@ NULL_STATISTICS = ("null_mean", "null_std", "z", "tau", "p_value", "calibrated")
 PAIR_KEYS = ["dataset", "pooling", "model_a", "model_b", "metric"]
 
 
+TWIN_SUMMARIES = ("max", "last", "matched_depth")
+TWIN_COLUMNS = ["twin_pair", *(f"twin_{summary}" for summary in TWIN_SUMMARIES)]
+# metrics whose (B, A) matrix, transposed, is the other one's (A, B) matrix: cycle_knn_ab(B', A')[j, i] is the
+# cycle from B' through A', i.e. cycle_knn_ba(A', B')[i, j]; every other metric is symmetric
+MIRRORED_METRICS = {"cycle_knn_ab": "cycle_knn_ba", "cycle_knn_ba": "cycle_knn_ab"}
+
+
 def alignment_table(pairs: list) -> pd.DataFrame:
-    """One row per (pair, metric) with the summaries and null statistics from the pair files' attributes.
+    """One row per (pair, metric) with the summaries and null statistics from the pair files' attributes, and the
+    same summaries of the pair's random twins.
 
     ``pairs``: ``xarray.Dataset`` pair results (see :mod:`repbench.stages.alignment`). Columns: the pair and
     metric, ``better`` (``higher`` or ``lower``: distances and imbalances are lower when more alike, and their
@@ -65,9 +73,21 @@ def alignment_table(pairs: list) -> pd.DataFrame:
     calibration ``S_null_mean, S_null_std, S_z, S_tau, S_p_value, S_calibrated``; ``null_method`` says how
     (``permutation`` with ``null_permutations`` permutations, ``closed form`` for cka/rv, ``none`` when the
     metric is not in ``alignment.null_metrics``: NaN statistics).
+
+    Twin columns: for the row of pair (A, B), ``twin_pair`` = ``"A'__B'"`` and ``twin_max``, ``twin_last``,
+    ``twin_matched_depth`` = the summaries of the same metric on (A', B'), where X' = ``BASE@random`` is the random
+    twin of instance X = ``BASE`` or ``BASE@REVISION`` (one twin per model serves all its revisions). They are NaN
+    when (A', B') is not among ``pairs`` (a model without ``random_twin``, another dataset or pooling, A and B
+    revisions of one model: a twin is not paired with itself) and on every row whose pair involves a twin. The
+    twin values are oriented like the row, A' in A's place: the pair file stores (A', B') in name order, which
+    can be (B', A'); its matrix is then transposed, and cycle_knn_ab and cycle_knn_ba (the directional metrics)
+    trade places, before :func:`repbench.metrics.alignment.summarize` (the summaries of the pair files), so a
+    directional metric and ``matched_depth`` (which follows A's layers) compare like with like.
     """
     from . import registry
 
+    by_pair = {(ds.attrs["dataset"], ds.attrs["pooling"], ds.attrs["model_a"], ds.attrs["model_b"]): ds
+               for ds in pairs}
     rows = []
     for ds in pairs:
         a = ds.attrs
@@ -81,9 +101,41 @@ def alignment_table(pairs: list) -> pd.DataFrame:
             for summary in NULL_SUMMARIES:
                 for key in NULL_STATISTICS:
                     row[f"{summary}_{key}"] = a.get(f"{m}_{summary}_{key}", np.nan)
-            rows.append(row)
+            rows.append(row | _twin_columns(by_pair, a["dataset"], a["pooling"], a["model_a"], a["model_b"], m))
     frame = pd.DataFrame(rows)
     return frame.sort_values(PAIR_KEYS, kind="stable").reset_index(drop=True)
+
+
+def random_twin(model: str) -> str | None:
+    """The random twin ``BASE@random`` of model instance ``BASE`` or ``BASE@REVISION``; None for a twin itself
+    (model names cannot contain '@', so the base is everything before the first '@')."""
+    from .config import TWIN_REVISION
+
+    twin = f"{model.split('@', 1)[0]}@{TWIN_REVISION}"
+    return None if model == twin else twin
+
+
+def _twin_columns(by_pair: dict, dataset: str, pooling: str, model_a: str, model_b: str, metric: str) -> dict:
+    """``twin_pair`` and ``twin_<summary>`` of one row (see :func:`alignment_table`)."""
+    from . import registry
+    from .metrics.alignment.summaries import summarize
+
+    empty = {"twin_pair": None} | {f"twin_{s}": np.nan for s in TWIN_SUMMARIES}
+    twin_a, twin_b = random_twin(model_a), random_twin(model_b)
+    if twin_a is None or twin_b is None or twin_a == twin_b:
+        return empty
+    if (ds := by_pair.get((dataset, pooling, twin_a, twin_b))) is not None:
+        name, transpose = metric, False
+    elif (ds := by_pair.get((dataset, pooling, twin_b, twin_a))) is not None:
+        name, transpose = MIRRORED_METRICS.get(metric, metric), True
+    else:
+        return empty
+    if name not in ds.data_vars:
+        return empty
+    matrix = np.asarray(ds[name].values, dtype=np.float64)
+    summary = summarize(matrix.T if transpose else matrix,
+                        lower_is_more_similar=registry.METRICS[metric].lower_is_more_similar)
+    return {"twin_pair": f"{twin_a}__{twin_b}"} | {f"twin_{s}": summary[s] for s in TWIN_SUMMARIES}
 
 
 def alignment_layers_table(pairs: list) -> pd.DataFrame:

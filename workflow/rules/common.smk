@@ -173,7 +173,8 @@ def load_spec(inst):
 
 
 def train_params(wildcards):
-    spec = config["models"][wildcards.model]
+    # random_twin adds the instance MODEL@random and does not change the training
+    spec = {k: v for k, v in config["models"][wildcards.model].items() if k != "random_twin"}
     return canonical(
         dict(
             model_spec=spec,

@@ -21,6 +21,9 @@ def provenance_attrs(model_name, model_spec, revision, loaded, dataset_name, dat
         "model": model_name,
         "model_spec": model_spec,
         "revision": revision or "",
+        # a random twin (MODEL@random) names the model it stands beside; its seed and config are model_seed and
+        # model_config
+        "random_twin_of": loaded.provenance.get("random_twin_of", ""),
         **{f"model_{k}": v for k, v in loaded.provenance.items()},
         "dataset": dataset_name,
         "dataset_spec": dataset_spec,

@@ -1,7 +1,10 @@
 """Model loading for every source (hf, local, random, package) with secure defaults.
 
 ``trust_remote_code`` is off unless the model entry turns it on; weights load from safetensors only unless
-``use_safetensors: false``; random-init baselines are built with ``AutoModel.from_config`` under a fixed seed.
+``use_safetensors: false``; random-init baselines are built with ``AutoModel.from_config`` under a fixed seed:
+``source: random`` from an architecture and config overrides (:func:`build_random`), a random twin
+(``random_twin_of`` in the spec, see :func:`repbench.config.twin_spec`) from the config of the model it stands
+beside (:func:`build_twin`).
 
 Text models come with their tokenizer, vision models (``modality: vision``) with their image processor
 (see :mod:`repbench.models.vision`); a dual encoder such as CLIP contributes its vision tower.
@@ -48,8 +51,8 @@ def package_dir(package: str, subdir: str = "model") -> Path:
 def _source_location(spec: dict, revision: str | None) -> tuple[str, str | None]:
     """(path or hub id, revision passed to from_pretrained) for non-random sources."""
     source = spec["source"]
-    if source == "hf":
-        return spec["id"], revision
+    if source == "hf":  # a random twin of an entry with revisions reads its first revision's files
+        return spec["id"], revision if revision is not None else spec.get("config_revision")
     if source == "local":
         path = spec["path"].replace("{revision}", revision or "")
         return path, None
@@ -121,14 +124,36 @@ def build_random(spec: dict, vocab_size: int | None) -> torch.nn.Module:
 
     The vocabulary size follows the tokenizer unless the config overrides it (vision models have none).
     """
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig
 
     overrides = {**({"vocab_size": vocab_size} if vocab_size is not None else {}), **spec.get("config", {})}
     config = AutoConfig.for_model(spec["architecture"], **overrides)
-    devices = []  # fork the RNG so building a model never perturbs the caller's stream
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(spec.get("seed", 0))
-        model = AutoModel.from_config(config)
+    return _seeded_from_config(config, spec.get("seed", 0), trust_remote_code=False)
+
+
+def build_twin(spec: dict, location: str, revision: str | None) -> torch.nn.Module:
+    """The random twin of the model at ``location``: ``AutoModel.from_config(AutoConfig.from_pretrained(location,
+    revision, trust_remote_code))`` under ``torch.manual_seed(seed)`` (the entry's ``seed``, default 0).
+
+    Same architecture and config (vocabulary, widths, depth) as the trained model, so the same parameter count;
+    only ``config.json`` is read (works offline from the hub cache), never the weights.
+    """
+    from transformers import AutoConfig
+
+    trust = _trust_remote_code(spec)
+    config = AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=trust)
+    return _seeded_from_config(config, spec.get("seed", 0), trust_remote_code=trust)
+
+
+def _seeded_from_config(config, seed: int, trust_remote_code: bool) -> torch.nn.Module:
+    """``AutoModel.from_config(config)`` (torch's default dtype, float32) under ``torch.manual_seed(seed)`` on a
+    forked CPU RNG, so building a model never perturbs the caller's random stream."""
+    from transformers import AutoModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        kwargs = {"trust_remote_code": True} if trust_remote_code else {}
+        model = AutoModel.from_config(config, **kwargs)
     return model
 
 
@@ -161,6 +186,7 @@ def load_model(name: str, spec: dict, revision: str | None = None) -> LoadedMode
     modality = spec.get("modality", "text")
     tokenizer = load_tokenizer(name, spec, revision) if modality == "text" else None
     provenance: dict = {"source": spec["source"], "revision": revision or "", "modality": modality}
+    twin_of = spec.get("random_twin_of")
     if spec["source"] == "random":
         try:
             model = build_random(spec, vocab_size=len(tokenizer) if tokenizer is not None else None)
@@ -170,6 +196,16 @@ def load_model(name: str, spec: dict, revision: str | None = None) -> LoadedMode
                 f"config {spec.get('config', {})}): {exc}"
             ) from exc
         provenance.update(architecture=spec["architecture"], seed=spec.get("seed", 0))
+    elif twin_of is not None:
+        location, rev = _source_location(spec, revision)
+        try:
+            model = build_twin(spec, location, rev)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{_hint(name, spec)} (random twin of {twin_of!r}: config from {location!r}: {exc})"
+            ) from exc
+        provenance.update(location=location, config_revision=rev or "",
+                          resolved_commit=getattr(model.config, "_commit_hash", None) or "")
     else:
         location, rev = _source_location(spec, revision)
         use_safetensors = spec.get("use_safetensors", True)
@@ -199,6 +235,8 @@ def load_model(name: str, spec: dict, revision: str | None = None) -> LoadedMode
             location=location,
             resolved_commit=getattr(model.config, "_commit_hash", None) or "",
         )
+    if twin_of is not None:  # what the twin was built from: the seed and the full config
+        provenance.update(random_twin_of=twin_of, seed=spec.get("seed", 0), config=_jsonable(model.config.to_dict()))
     image_processor = None
     if modality == "vision":
         from .vision import vision_tower
