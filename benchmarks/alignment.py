@@ -15,8 +15,20 @@ subset (the diagonal layer pairs (l, l) of every model pair) and the repbench pa
 (its graphs for every (model, layer) the subset touches plus the pair metrics of the subset), so the final line
 compares measured times for the same work.
 
-Usage: python benchmarks/alignment.py [--quick] [--naive-budget-s 900]
-Last line: ``alignment: repbench_s=<float> naive_s=<float> ratio=<float> max_abs_diff=<float>``.
+cached reference (second baseline): the same reference definition, but each (model, layer)'s kNN lists computed
+once (dense similarity + argsort) and reused by every layer pair, which then only builds the two dense N×N masks.
+naive/cached is what caching the graph gains; cached/repbench is what the O(N·k) implementation gains.
+
+``--pair-job``: one alignment job as the workflow runs it — every registered pair metric of ONE model pair at
+N = 10 000, D = 768, 13 × 13 layers (``--quick``: N = 600, D = 64, 4 layers), graphs precomputed (timed
+separately, as the neighbors jobs do it), with the calibration the stage does: P = 99 permutations for the graph
+metrics and the closed-form null for cka/rv; the other dense metrics get no permutations here (each would be a
+full pass; their cost per pass is the "metrics" time). Goals: ≤ 5 min, closed-form nulls ≤ 10 % of the job.
+
+Usage: python benchmarks/alignment.py [--quick] [--naive-budget-s 900] | --pair-job [--quick]
+Last line: ``alignment: repbench_s=<f> naive_s=<f> ratio=<f> cached_s=<f> cached_ratio=<f> max_abs_diff=<f>``,
+or with ``--pair-job``: ``alignment_pair: metrics_s=<f> graph_null_s=<f> closed_null_s=<f> total_s=<f>
+closed_null_share=<f>``.
 """
 
 from __future__ import annotations
@@ -108,6 +120,27 @@ def run_naive(data, k, model_pairs, layer_pairs):
     return time.perf_counter() - start, scores
 
 
+def run_cached_reference(data, k, model_pairs, layer_pairs):
+    """The reference definition with each (model, layer)'s kNN lists computed once and reused across pairs."""
+    tensors = torch.from_numpy(data)
+    start = time.perf_counter()
+    lists = {}
+    needed = sorted({(a, la) for a, _ in model_pairs for la, _ in layer_pairs}
+                    | {(b, lb) for _, b in model_pairs for _, lb in layer_pairs})
+    for m, layer in needed:
+        lists[(m, layer)] = naive_knn(tensors[m, layer], k)
+    n = data.shape[2]
+    rows = torch.arange(n).unsqueeze(1)
+    scores = {}
+    for a, b in model_pairs:
+        for la, lb in layer_pairs:
+            mask_a, mask_b = torch.zeros(n, n), torch.zeros(n, n)
+            mask_a[rows, lists[(a, la)]] = 1.0
+            mask_b[rows, lists[(b, lb)]] = 1.0
+            scores[(a, b, la, lb)] = float((mask_a * mask_b).sum(dim=1).double().mean() / k)
+    return time.perf_counter() - start, scores
+
+
 def explain_differences(data, k, rep_scores, naive_scores, max_pairs=2):
     """For layer pairs where the two paths disagree, check both graphs against a float64 brute force."""
     differing = [key for key, value in naive_scores.items() if rep_scores[key]["mutual_knn"] != value]
@@ -128,7 +161,10 @@ def main(argv=None):
                         help="run the naive path on every layer pair only if its estimate is below this")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pair-job", action="store_true", help="time one pair job with every metric (see above)")
     args = parser.parse_args(argv)
+    if args.pair_job:
+        return pair_job(args)
     n_models, n_layers, n, d = (3, 3, 256, 32) if args.quick else (6, 13, 2048, 384)
     k = args.k
 
@@ -176,6 +212,11 @@ def main(argv=None):
               f"{sub_pair_s:.2f} s = {repbench_s:.2f} s")
         print(f"full-study estimate (extrapolated, not measured): naive {naive_s / n_measured * n_layer_pairs:.0f} s "
               f"vs repbench measured {rep_total:.2f} s → {naive_s / n_measured * n_layer_pairs / rep_total:.1f}×")
+    cached_s, cached_scores = run_cached_reference(data, k, model_pairs, layer_pairs)
+    print(f"cached reference ({subset_name}): kNN lists once per (model, layer), dense masks per layer pair: "
+          f"{cached_s:.2f} s; naive/cached = {naive_s / cached_s:.2f}× (caching), "
+          f"cached/repbench = {cached_s / repbench_s:.2f}× (implementation)")
+    assert all(cached_scores[key] == naive_scores[key] for key in naive_scores)  # the same definition
     diffs = [abs(rep_scores[key]["mutual_knn"] - value) for key, value in naive_scores.items()]
     max_abs_diff = float(max(diffs))
     mutual = np.array([rep_scores[key]["mutual_knn"] for key in naive_scores])
@@ -183,7 +224,53 @@ def main(argv=None):
           f"(chance {k / (n - 1):.4f}); pairs differing: {int(np.sum(np.array(diffs) > 0))}")
     explain_differences(data, k, rep_scores, naive_scores)
     print(f"alignment: repbench_s={repbench_s:.3f} naive_s={naive_s:.3f} ratio={naive_s / repbench_s:.2f} "
-          f"max_abs_diff={max_abs_diff:.3g}")
+          f"cached_s={cached_s:.3f} cached_ratio={cached_s / repbench_s:.2f} max_abs_diff={max_abs_diff:.3g}")
+
+
+def pair_job(args):
+    """Every registered pair metric of one model pair, timed like the alignment job (see the module docstring)."""
+    from repbench import registry
+    from repbench.config import schema_defaults
+    from repbench.metrics import alignment as al
+    from repbench.stages.alignment import calibration
+
+    n_layers, n, d = (4, 600, 64) if args.quick else (13, 10_000, 768)
+    kmax = 32 if args.quick else 128
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, numpy {np.__version__}, "
+          f"{os.cpu_count()} CPUs; one pair: L={n_layers} × N={n} × D={d}, kmax={kmax}")
+    data = synthetic_activations(2, n_layers, n, d, seed=args.seed)
+    start = time.perf_counter()
+    graphs = [{space: np.stack([knn(data[m, layer], kmax, space, device="cpu")[0] for layer in range(n_layers)])
+               for space in ("cosine", "euclidean")} for m in range(2)]
+    print(f"graphs (the neighbors jobs, not part of the pair job): {4 * n_layers} graphs in "
+          f"{time.perf_counter() - start:.1f} s")
+    options = schema_defaults("alignment") | {"k": args.k, "clip_quantile": None, "seed": args.seed}
+    metrics = registry.names("alignment")
+    options.update(metrics=list(metrics), null_metrics=list(metrics), null_permutations=99,
+                   null_permutations_dense=0)
+    start = time.perf_counter()
+    prepared = [al.prepare_model(list(data[m]), graphs[m], args.k, metrics, options=options) for m in range(2)]
+    prepare_s = time.perf_counter() - start
+    start = time.perf_counter()
+    mats = al.pair_matrices_prepared(*prepared, metrics)
+    matrices_s = time.perf_counter() - start
+    graph_metrics = [m for m in metrics if m not in registry.dense(metrics)]
+    start = time.perf_counter()
+    calibration(prepared, mats, options | {"null_metrics": graph_metrics})
+    graph_null_s = time.perf_counter() - start
+    start = time.perf_counter()
+    closed = calibration(prepared, mats, options | {"null_metrics": ["cka", "rv"]})
+    closed_null_s = time.perf_counter() - start
+    total = prepare_s + matrices_s + graph_null_s + closed_null_s
+    print(f"prepare (per-layer work, both models) {prepare_s:.1f} s; layer × layer matrices of {len(metrics)} "
+          f"metrics {matrices_s:.1f} s; null of {len(graph_metrics)} graph metrics (P=99) {graph_null_s:.1f} s; "
+          f"closed-form cka/rv null {closed_null_s:.2f} s ({closed['cka']['method']})")
+    for name in metrics:
+        summary = al.summarize(mats[name], lower_is_more_similar=registry.METRICS[name].lower_is_more_similar)
+        print(f"  {name:18s} best {summary['max']:.4f} at {summary['argmax']}, last {summary['last']:.4f}")
+    metrics_s = prepare_s + matrices_s
+    print(f"alignment_pair: metrics_s={metrics_s:.2f} graph_null_s={graph_null_s:.2f} "
+          f"closed_null_s={closed_null_s:.2f} total_s={total:.2f} closed_null_share={closed_null_s / total:.3f}")
 
 
 if __name__ == "__main__":
