@@ -134,7 +134,6 @@ def test_rank_sim_one_common_neighbour_at_rank_r(r):
     assert rank_sim_term(idx_a[0], idx_b[0]) == pytest.approx(1 / r, rel=1e-12)
     assert nb.jaccard_knn(idx_a, idx_b, k) == pytest.approx(1 / (2 * k - 1), rel=1e-12)
     # no common neighbour at all → 0
-    assert nb.rank_sim(idx_a, np.roll(idx_a, 3, axis=0) + 0 * idx_a, k) >= 0
     disjoint = (idx_a + 10) % n
     assert nb.rank_sim(idx_a, disjoint, k) == 0.0
 
@@ -221,7 +220,7 @@ def test_permuted_equals_recomputing_on_permuted_data():
 
 
 def test_interface_and_errors():
-    assert nb.LOWER_IS_MORE_SIMILAR <= set(nb.METRICS)
+    assert nb.LOWER_IS_MORE_SIMILAR == {"info_imbalance_ab", "info_imbalance_ba"}
     rng = np.random.default_rng(8)
     A, B = related_pair(rng, n=40)
     a = nb.prepare(None, {"cosine": [cosine_graph(A)]}, {"k": 5})

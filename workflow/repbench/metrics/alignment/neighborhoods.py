@@ -210,14 +210,14 @@ def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict) 
     if "info_imbalance_ba" in out:
         out["info_imbalance_ba"][:] = cross_a.imbalance
     if second_order:
+        own_sq_b = [np.einsum("nk,nk->n", c, c) for c in b.own_cosines]
         for i in range(len(a)):
             own_sq_a = np.einsum("nk,nk->n", a.own_cosines[i], a.own_cosines[i])
             for j in range(len(b)):
-                own_sq_b = np.einsum("nk,nk->n", b.own_cosines[j], b.own_cosines[j])
                 # cross_b.dot[j, i] = Σ_{t∈Nᴬ} cos_A·cos_B ; cross_a.dot[i, j] = Σ_{t∈Nᴮ∖Nᴬ} cos_A·cos_B
                 numerator = cross_b.dot[j][i] + cross_a.dot[i][j]
                 sq_a = own_sq_a + cross_a.sq[i][j]
-                sq_b = own_sq_b + cross_b.sq[j][i]
+                sq_b = own_sq_b[j] + cross_b.sq[j][i]
                 out["second_order_cos"][i, j] = float(np.mean(numerator / np.sqrt(sq_a * sq_b)))
     return out
 
