@@ -171,8 +171,10 @@ def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict) 
 
     Each model's layers are read at most once per call: one pass over B's layers (B's cosines at every A
     layer's neighbours for second_order_cos; blocked ranks of the targets of Δ(A→B) beyond B's kmax, for all A
-    layers at once) and one over A's (the mirror terms). A layer is read only when a term needs it. Memory:
-    2·Lₐ·L_b·N float64 partial sums (second_order_cos) plus one layer and one block in flight.
+    layers at once) and one over A's (the mirror terms). A layer is read only when a term needs it.
+    second_order_cos splits Uᵢ = Nᴬ ∪ (Nᴮ∖Nᴬ), c_A = cos_A(i, ·), c_B = cos_B(i, ·):
+        sᵢ = (Σ_{Nᴬ} c_A·c_B + Σ_{Nᴮ∖Nᴬ} c_A·c_B) / √((Σ_{Nᴬ} c_A² + Σ_{Nᴮ∖Nᴬ} c_A²)·(Σ_{Nᴮ} c_B² + Σ_{Nᴬ∖Nᴮ} c_B²));
+    the sums at a model's own neighbours come from :func:`prepare`, the others from the passes. Memory: 2·Lₐ·L_b·N float64 partial sums (second_order_cos) plus one layer and one block in flight.
     """
     metrics = tuple(dict.fromkeys((metrics,) if isinstance(metrics, str) else metrics))
     unknown = [m for m in metrics if m not in METRICS]
