@@ -171,6 +171,69 @@ def enumerated_rv(X, Y):
     return np.array(values)
 
 
+def dense_jaccard(idx_a, idx_b, k):
+    """(1/N) Σᵢ |Nᴬ ∩ Nᴮ| / |Nᴬ ∪ Nᴮ| with Python sets."""
+    return float(np.mean([len(set(a[:k]) & set(b[:k])) / len(set(a[:k]) | set(b[:k]))
+                          for a, b in zip(idx_a, idx_b, strict=True)]))
+
+
+def rank_sim_term(list_a, list_b):
+    """vᵢ of rank_sim for two ordered neighbour lists, by plain loops (Wang et al. 2020)."""
+    common = [j for j in list_a if j in list(list_b)]
+    if not common:
+        return 0.0
+    score = 0.0
+    for j in common:
+        rank_a, rank_b = list(list_a).index(j) + 1, list(list_b).index(j) + 1
+        score += 2.0 / ((1 + abs(rank_a - rank_b)) * (rank_a + rank_b))
+    return score / sum(1.0 / m for m in range(1, len(common) + 1))
+
+
+def dense_rank_sim(idx_a, idx_b, k):
+    return float(np.mean([rank_sim_term(a[:k], b[:k]) for a, b in zip(idx_a, idx_b, strict=True)]))
+
+
+def dense_cosines(X):
+    """N×N cosine similarities x̂ᵢ·x̂ⱼ."""
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    return unit @ unit.T
+
+
+def dense_second_order_cos(A, B, idx_a, idx_b, k, of_distances=False):
+    """(1/N) Σᵢ cos of the vectors (cos_A(i, j))_{j∈U} and (cos_B(i, j))_{j∈U}, U = Nᴬ(i) ∪ Nᴮ(i), from the N×N
+    cosine matrices; ``of_distances``: the vectors of cosine distances 1 − cos instead (resi's variant)."""
+    Ca, Cb = dense_cosines(A), dense_cosines(B)
+    if of_distances:
+        Ca, Cb = 1 - Ca, 1 - Cb
+    values = []
+    for i in range(len(A)):
+        union = sorted(set(idx_a[i, :k]) | set(idx_b[i, :k]))
+        x, y = Ca[i, union], Cb[i, union]
+        values.append(x @ y / np.sqrt((x @ x) * (y @ y)))
+    return float(np.mean(values))
+
+
+def dense_ranks(X):
+    """N×N Euclidean ranks: R[i, j] = 1 + #{l ≠ i : (d(i, l), l) < (d(i, j), j)} (R[i, i] = 0), from the dense
+    distance matrix sorted by (distance, index)."""
+    n = len(X)
+    distances = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    ranks = np.zeros((n, n), dtype=int)
+    for i in range(n):
+        row = distances[i].copy()
+        row[i] = np.inf
+        order = np.lexsort((np.arange(n), row))[: n - 1]
+        ranks[i, order] = np.arange(1, n)
+    return ranks
+
+
+def dense_info_imbalance(A, B, k=1):
+    """Δ(A→B) = (2/N) · mean of rᴮᵢⱼ over the pairs with rᴬᵢⱼ ≤ k (Glielmo et al. 2022)."""
+    ranks_a, ranks_b = dense_ranks(A), dense_ranks(B)
+    chosen = (ranks_a >= 1) & (ranks_a <= k)
+    return float(2.0 / len(A) * ranks_b[chosen].mean())
+
+
 # ----------------------------------------------------------------------------------------- fixtures
 
 

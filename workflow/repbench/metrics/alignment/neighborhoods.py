@@ -1,0 +1,439 @@
+"""Neighbourhood alignment metrics between two models' representations of the same N samples.
+
+Notation: Nₖᴬ(i) = the k nearest neighbours of sample i in A, the first k columns of A's stored k-NN graph of
+the stated space (self excluded, ascending distance, ties by lower index); rᴬᵢⱼ = the rank of j among i's
+neighbours in A (1 = nearest) = its position in the stored graph + 1; cos_A(i, j) = âᵢ·âⱼ with â = a/‖a‖.
+
+    jaccard_knn      = (1/N) Σᵢ |Nₖᴬ(i) ∩ Nₖᴮ(i)| / |Nₖᴬ(i) ∪ Nₖᴮ(i)|                         cosine graphs
+    rank_sim         = (1/N) Σᵢ vᵢ,  vᵢ = [Σ_{j∈Jᵢ} 2/((1+|rᴬᵢⱼ−rᴮᵢⱼ|)(rᴬᵢⱼ+rᴮᵢⱼ))] / Σ_{m=1}^{|Jᵢ|} 1/m,
+                       Jᵢ = Nₖᴬ(i) ∩ Nₖᴮ(i), vᵢ = 0 if Jᵢ = ∅ (Wang et al. 2020)               cosine graphs
+    second_order_cos = (1/N) Σᵢ cos((cos_A(i, j))_{j∈Uᵢ}, (cos_B(i, j))_{j∈Uᵢ}),
+                       Uᵢ = Nₖᴬ(i) ∪ Nₖᴮ(i) (Hamilton et al. 2016)                   cosine graphs + features
+    info_imbalance_ab = Δ(A→B) = (2/N)·(1/(N·k')) Σᵢ Σ_{j∈N_{k'}ᴬ(i)} rᴮᵢⱼ,  info_imbalance_ba = Δ(B→A)
+                       (Glielmo et al. 2022), k' = options["info_imbalance"]["k"]   Euclidean graphs + features
+
+Interface of a pair-metric group (the layer × layer pass dispatches to it): ``METRICS``,
+``LOWER_IS_MORE_SIMILAR``, :class:`Prepared` (one model's per-layer state), :func:`prepare` and :func:`matrices`.
+Single-layer-pair functions: :func:`jaccard_knn`, :func:`rank_sim`, :func:`second_order_cos`,
+:func:`info_imbalance`. Options read: ``k`` (default 10), ``info_imbalance.k`` (default 1) and, optionally,
+``budget_bytes`` (working memory of the blocked rank count, default 256 MiB).
+
+Costs per layer pair: jaccard_knn and rank_sim O(N·k) (graph look-ups, :class:`.knn._SlotLookup`);
+second_order_cos O(N·k·(Dₐ + D_b)) for the cosines at the other model's neighbours; info imbalance O(N·k')
+look-ups, plus, for the targets j beyond B's stored kmax, a blocked count over B's distances that costs
+O(N²·D_b) per B LAYER (one pass serves every A layer), and only over the rows that have such targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from ...neighbors import _exact_distances_t
+from ...neighbors import _unit_rows as _neighbors_unit_rows
+from .knn import _prefix, _SlotLookup
+
+METRICS: tuple[str, ...] = ("jaccard_knn", "rank_sim", "second_order_cos", "info_imbalance_ab", "info_imbalance_ba")
+LOWER_IS_MORE_SIMILAR = frozenset({"info_imbalance_ab", "info_imbalance_ba"})
+
+DEFAULT_K = 10
+DEFAULT_INFO_IMBALANCE_K = 1
+DEFAULT_RANK_BUDGET_BYTES = 256 * 2**20  # float64 difference/distance blocks of the blocked rank count
+
+_COSINE_METRICS = frozenset({"jaccard_knn", "rank_sim", "second_order_cos"})
+_INFO_METRICS = frozenset({"info_imbalance_ab", "info_imbalance_ba"})
+_CHUNK_ELEMENTS = 4_000_000  # bound for (rows × k × D) gathers and (targets × N) comparisons
+
+
+# ------------------------------------------------------------------------------------------ options
+
+
+def _k(options: dict) -> int:
+    return int(options.get("k", DEFAULT_K))
+
+
+def _info_k(options: dict) -> int:
+    return int((options.get("info_imbalance") or {}).get("k", DEFAULT_INFO_IMBALANCE_K))
+
+
+def _budget(options: dict) -> int:
+    return int(options.get("budget_bytes", DEFAULT_RANK_BUDGET_BYTES))
+
+
+# ------------------------------------------------------------------------------------------ prepared state
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One model's per-layer state for this group (from :func:`prepare`).
+
+    cosine_graphs[l]     (N, k) int64: Nₖ of layer l (cosine), when cosine graphs were given;
+    own_cosines[l]       (N, k) float64: cos(xᵢ, x_{g[i, t]}) at the layer's own cosine neighbours, when cosine
+                         graphs and features were given (second_order_cos);
+    euclidean_graphs[l]  (N, kmax) int64: the whole stored Euclidean graph (ranks up to kmax by look-up), when
+                         Euclidean graphs were given (information imbalance);
+    layers, order        the features' source, re-read by :func:`matrices` for the cross terms (layer l in the
+                         current sample order is ``layers[l][order]``; order None = as stored).
+    Memory: L·N·(16·k + 8·kmax) bytes; no features are kept.
+    """
+
+    n_samples: int
+    n_layers: int
+    k: int
+    info_k: int
+    cosine_graphs: tuple[np.ndarray, ...] | None = None
+    own_cosines: tuple[np.ndarray, ...] | None = None
+    euclidean_graphs: tuple[np.ndarray, ...] | None = None
+    layers: Sequence | None = None
+    order: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.n_layers
+
+    def permuted(self, perm, inverse) -> Prepared:
+        """The same model with samples reordered: new sample i = old sample perm[i]; a graph g becomes
+        inverse[g[perm]], per-sample rows are taken at perm; features are reordered when re-read. O(L·N·kmax)."""
+        perm, inverse = np.asarray(perm, dtype=np.int64), np.asarray(inverse, dtype=np.int64)
+
+        def relabel(graphs):
+            return None if graphs is None else tuple(inverse[g[perm]] for g in graphs)
+
+        return replace(
+            self,
+            cosine_graphs=relabel(self.cosine_graphs),
+            own_cosines=None if self.own_cosines is None else tuple(c[perm] for c in self.own_cosines),
+            euclidean_graphs=relabel(self.euclidean_graphs),
+            order=perm if self.order is None else self.order[perm],
+        )
+
+    def features(self, layer: int) -> np.ndarray:
+        """Layer ``layer``'s features in the current sample order, float64 (N, D): one read of the source."""
+        if self.layers is None:
+            raise ValueError("these metrics need the layer activations (prepare got layers=None)")
+        X = _as_features(self.layers[layer])
+        if X.shape[0] != self.n_samples:
+            raise ValueError(f"layer {layer} has {X.shape[0]} samples, the graphs {self.n_samples}")
+        return X if self.order is None else X[self.order]
+
+
+def prepare(layers, graphs, options: dict) -> Prepared:
+    """Per-layer state of one model, each layer's features read once (only when cosine graphs are given, for
+    the cosines at the layer's own neighbours: O(N·k·D) per layer).
+
+    layers: L arrays (N, D) (may be a lazy sequence) or None; graphs: {"cosine": G, "euclidean": G} with the
+    spaces needed, G[l] an int array (N, kmax); options: ``k``, ``info_imbalance.k``. Kept: see
+    :class:`Prepared` (O(L·N·(k + kmax)), no features).
+    """
+    graphs = graphs or {}
+    unknown = set(graphs) - {"cosine", "euclidean"}
+    if unknown:
+        raise ValueError(f"unknown neighbour space(s) {sorted(unknown)}")
+    k, info_k = _k(options), _info_k(options)
+    cosine, euclidean = graphs.get("cosine"), graphs.get("euclidean")
+    counts = {len(g) for g in (cosine, euclidean, layers) if g is not None}
+    if not counts:
+        raise ValueError("prepare needs layers or graphs")
+    if len(counts) > 1:
+        raise ValueError(f"layers and graphs differ in their number of layers: {sorted(counts)}")
+    n_layers = counts.pop()
+    cosine_graphs = None if cosine is None else tuple(_prefix(cosine[l], k) for l in range(n_layers))
+    euclidean_graphs = None
+    if euclidean is not None:
+        euclidean_graphs = tuple(_prefix(euclidean[l], np.asarray(euclidean[l]).shape[1]) for l in range(n_layers))
+        if info_k > euclidean_graphs[0].shape[1]:
+            raise ValueError(f"info_imbalance.k={info_k} exceeds the Euclidean graphs' kmax "
+                             f"({euclidean_graphs[0].shape[1]})")
+    sizes = {g[0].shape[0] for g in (cosine_graphs, euclidean_graphs) if g}
+    if len(sizes) > 1:
+        raise ValueError(f"the cosine and Euclidean graphs hold different numbers of samples: {sorted(sizes)}")
+    n = sizes.pop() if sizes else (_as_features(layers[0]).shape[0] if n_layers else 0)
+    own = None
+    if cosine_graphs is not None and layers is not None:
+        own = []
+        for l in range(n_layers):
+            X = _as_features(layers[l])
+            if X.shape[0] != n:
+                raise ValueError(f"layer {l} has {X.shape[0]} samples but the graph has {n}")
+            own.append(_cosines_at(_unit_rows(X), cosine_graphs[l]))
+            del X
+        own = tuple(own)
+    return Prepared(n, n_layers, k, info_k, cosine_graphs, own, euclidean_graphs, layers, None)
+
+
+# ------------------------------------------------------------------------------------------ layer × layer
+
+
+def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict) -> dict[str, np.ndarray]:
+    """{name: float64 (Lₐ, L_b)} for name in ``metrics`` (⊆ METRICS); [i, j] = score(A layer i, B layer j).
+
+    Each model's layers are read at most once per call: one pass over B's layers (B's cosines at every A
+    layer's neighbours for second_order_cos; blocked ranks of the targets of Δ(A→B) beyond B's kmax, for all A
+    layers at once) and one over A's (the mirror terms). A layer is read only when a term needs it.
+    second_order_cos splits Uᵢ = Nᴬ ∪ (Nᴮ∖Nᴬ), c_A = cos_A(i, ·), c_B = cos_B(i, ·):
+        sᵢ = (Σ_{Nᴬ} c_A·c_B + Σ_{Nᴮ∖Nᴬ} c_A·c_B) / √((Σ_{Nᴬ} c_A² + Σ_{Nᴮ∖Nᴬ} c_A²)·(Σ_{Nᴮ} c_B² + Σ_{Nᴬ∖Nᴮ} c_B²));
+    the sums at a model's own neighbours come from :func:`prepare`, the others from the passes. Memory: 2·Lₐ·L_b·N float64 partial sums (second_order_cos) plus one layer and one block in flight.
+    """
+    metrics = tuple(dict.fromkeys((metrics,) if isinstance(metrics, str) else metrics))
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"unknown or no neighbourhood metric(s) {unknown}; known: {list(METRICS)}")
+    if a.n_samples != b.n_samples:
+        raise ValueError(f"the two representations must hold the same samples: N={a.n_samples} vs N={b.n_samples}")
+    budget = _budget(options)
+    out = {name: np.full((len(a), len(b)), np.nan) for name in metrics}
+    if set(metrics) & {"jaccard_knn", "rank_sim"}:
+        _check_graphs(a, b, "cosine_graphs", "cosine")
+        for j, graph_b in enumerate(b.cosine_graphs):
+            lookup_b = _SlotLookup.from_graph(graph_b)
+            for i, graph_a in enumerate(a.cosine_graphs):
+                positions = _positions(graph_a, lookup_b)
+                if "jaccard_knn" in out:
+                    out["jaccard_knn"][i, j] = _jaccard_terms(positions).mean()
+                if "rank_sim" in out:
+                    out["rank_sim"][i, j] = _rank_sim_terms(positions).mean()
+    if "second_order_cos" in out:
+        _check_graphs(a, b, "cosine_graphs", "cosine")
+        if a.own_cosines is None or b.own_cosines is None:
+            raise ValueError("second_order_cos needs the layer activations (prepare got layers=None)")
+    if set(metrics) & _INFO_METRICS:
+        _check_graphs(a, b, "euclidean_graphs", "euclidean")
+        if a.info_k != b.info_k:
+            raise ValueError(f"information imbalance k differs: {a.info_k} vs {b.info_k}")
+    second_order = "second_order_cos" in out
+    # pass over B's layers: B's cosines at A's neighbours, ranks in B of A's neighbours (Δ(A→B))
+    cross_b = _pass(b, a, True, second_order, "info_imbalance_ab" in out, budget)
+    if "info_imbalance_ab" in out:
+        out["info_imbalance_ab"][:] = cross_b.imbalance.T
+    # pass over A's layers: A's cosines at B's neighbours (finishing second_order_cos), ranks in A (Δ(B→A))
+    cross_a = _pass(a, b, False, second_order, "info_imbalance_ba" in out, budget)
+    if "info_imbalance_ba" in out:
+        out["info_imbalance_ba"][:] = cross_a.imbalance
+    if second_order:
+        own_sq_b = [np.einsum("nk,nk->n", c, c) for c in b.own_cosines]
+        for i in range(len(a)):
+            own_sq_a = np.einsum("nk,nk->n", a.own_cosines[i], a.own_cosines[i])
+            for j in range(len(b)):
+                # cross_b.dot[j, i] = Σ_{t∈Nᴬ} cos_A·cos_B ; cross_a.dot[i, j] = Σ_{t∈Nᴮ∖Nᴬ} cos_A·cos_B
+                numerator = cross_b.dot[j][i] + cross_a.dot[i][j]
+                sq_a = own_sq_a + cross_a.sq[i][j]
+                sq_b = own_sq_b[j] + cross_b.sq[j][i]
+                out["second_order_cos"][i, j] = float(np.mean(numerator / np.sqrt(sq_a * sq_b)))
+    return out
+
+
+@dataclass
+class _CrossTerms:
+    """What one pass over model Y's layers (against X's graphs) yields, [y][x] indexed.
+
+    dot[y][x] (N,): Σ over t where X's neighbour is not in Y's list of cos_Y·cos_X — except for the first pass,
+    where the sum runs over all of X's neighbours (see ``_pass``); sq[y][x] (N,): Σ over X's neighbours not in
+    Y's list of cos_Y²; imbalance (L_y, L_x): Δ(X→Y).
+    """
+
+    dot: list | None
+    sq: list | None
+    imbalance: np.ndarray | None
+
+
+def _pass(y: Prepared, x: Prepared, y_is_b: bool, second_order: bool, imbalance: bool, budget: int) -> _CrossTerms:
+    """One pass over Y's layers, each read at most once, against every layer of X.
+
+    second_order: for each (y, x) layer pair, c = cos_Y(i, X's neighbours of i) (N, k) and m = membership of
+    those neighbours in Y's list; when Y is B (first pass, ``y_is_b``) the dot term runs over all of Nᴬ (it
+    pairs B's cross cosines with A's own), when Y is A only over Nᴮ∖Nᴬ (A's cross cosines with B's own); the
+    squared term always over the non-members (the members are in Y's own cosines).
+    imbalance: ranks in Y of X's k' nearest neighbours: look-up in Y's stored Euclidean graph, blocked count over
+    Y's distances for the targets beyond its kmax (all X layers' targets at once), Δ(X→Y) = 2/N · mean rank.
+    """
+    n = y.n_samples
+    dot = [[None] * len(x) for _ in range(len(y))] if second_order else None
+    sq = [[None] * len(x) for _ in range(len(y))] if second_order else None
+    result = np.full((len(y), len(x)), np.nan) if imbalance else None
+    rows = np.arange(n)[:, None]
+    for l in range(len(y)):
+        features = None
+        if second_order:
+            features = y.features(l)
+            unit = _unit_rows(features)
+            lookup = _SlotLookup.from_graph(y.cosine_graphs[l])
+            for m in range(len(x)):
+                graph_x = x.cosine_graphs[m]
+                cos_y = _cosines_at(unit, graph_x)
+                outside = lookup.slots(rows, graph_x) < 0
+                if y_is_b:  # Y = B: Σ over all of Nᴬ of cos_A(own)·cos_B
+                    dot[l][m] = np.einsum("nk,nk->n", cos_y, x.own_cosines[m])
+                else:       # Y = A: Σ over Nᴮ∖Nᴬ of cos_A·cos_B(own)
+                    dot[l][m] = np.einsum("nk,nk->n", cos_y * outside, x.own_cosines[m])
+                sq[l][m] = np.einsum("nk,nk->n", cos_y * outside, cos_y)
+            del unit
+        if imbalance:
+            graph_y = y.euclidean_graphs[l]
+            lookup = _SlotLookup.from_graph(graph_y)
+            ranks = [lookup.slots(rows, g[:, :x.info_k]) + 1 for g in x.euclidean_graphs]  # 0 = beyond kmax
+            missing = [r == 0 for r in ranks]
+            if any(miss.any() for miss in missing):
+                if features is None:
+                    features = y.features(l)
+                miss_rows = np.concatenate([np.nonzero(miss)[0] for miss in missing])
+                miss_targets = np.concatenate([x.euclidean_graphs[m][:, :x.info_k][miss]
+                                               for m, miss in enumerate(missing)])
+                counted = _ranks_by_count(features, miss_rows, miss_targets, budget)
+                start = 0
+                for r, miss in zip(ranks, missing, strict=True):
+                    r[miss] = counted[start:start + np.count_nonzero(miss)]
+                    start += np.count_nonzero(miss)
+            for m, r in enumerate(ranks):
+                result[l, m] = 2.0 / n * r.mean()
+        del features
+    return _CrossTerms(dot, sq, result)
+
+
+
+
+# ------------------------------------------------------------------------------------------ per-sample terms
+
+
+def _positions(graph_a: np.ndarray, lookup_b: _SlotLookup) -> np.ndarray:
+    """positions[i, t] = slot of A's t-th neighbour of i in B's list of i, −1 if absent: (N, k) int64."""
+    return lookup_b.slots(np.arange(graph_a.shape[0])[:, None], graph_a)
+
+
+def _jaccard_terms(positions: np.ndarray) -> np.ndarray:
+    """|Nᴬ ∩ Nᴮ| / |Nᴬ ∪ Nᴮ| per sample, with |Nᴬ ∪ Nᴮ| = 2k − |Nᴬ ∩ Nᴮ| (rows of distinct indices)."""
+    common = np.count_nonzero(positions >= 0, axis=1)
+    return common / (2 * positions.shape[1] - common)
+
+
+def _rank_sim_terms(positions: np.ndarray) -> np.ndarray:
+    """vᵢ = Σ_{j∈J} 2/((1+|rᴬ−rᴮ|)(rᴬ+rᴮ)) / H_{|J|} per sample (0 when J = ∅), rᴬ = t + 1, rᴮ = slot + 1."""
+    k = positions.shape[1]
+    found = positions >= 0
+    rank_a = np.arange(1, k + 1)[None, :]
+    rank_b = positions + 1
+    weights = np.where(found, 2.0 / ((1 + np.abs(rank_a - rank_b)) * (rank_a + rank_b)), 0.0)
+    harmonic = np.concatenate([[1.0], np.cumsum(1.0 / np.arange(1, k + 1))])  # H_0 := 1 (numerator 0 there)
+    return weights.sum(axis=1) / harmonic[found.sum(axis=1)]
+
+
+def _ranks_by_count(features: np.ndarray, rows: np.ndarray, targets: np.ndarray, budget_bytes: int) -> np.ndarray:
+    """rᵢⱼ = 1 + #{l ≠ i : (d(i, l), l) < (d(i, j), j)} for each (i, j) = (rows[s], targets[s]): int64 (S,).
+
+    d = Euclidean distance computed exactly as the stored graphs' (``repbench.neighbors``: float64, fixed
+    summation order), so these ranks continue the stored graph's order beyond kmax. Only the rows that occur
+    are computed, in blocks of b rows with b·N·(D + 1)·8 ≤ ``budget_bytes`` (at least one row): never N×N.
+    O(#rows·N·D + S·N).
+    """
+    points = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float64))
+    n, d = points.shape
+    ranks = np.empty(len(rows), dtype=np.int64)
+    if not len(rows):
+        return ranks
+    order = np.argsort(rows, kind="stable")
+    unique_rows, starts = np.unique(rows[order], return_index=True)
+    ends = np.append(starts[1:], len(rows))
+    block = max(1, int(budget_bytes) // (8 * n * (d + 1)))
+    columns = np.arange(n)
+    for b0 in range(0, len(unique_rows), block):
+        block_rows = unique_rows[b0:b0 + block]
+        distances = _exact_distances_t(points[torch.from_numpy(block_rows)], points[None], "euclidean").numpy()
+        distances[np.arange(len(block_rows)), block_rows] = np.inf  # self excluded
+        chosen = order[starts[b0]:ends[b0 + len(block_rows) - 1]]
+        local = np.searchsorted(block_rows, rows[chosen])
+        step = max(1, _CHUNK_ELEMENTS // n)
+        for c0 in range(0, len(chosen), step):
+            part, where = chosen[c0:c0 + step], local[c0:c0 + step]
+            row_distances = distances[where]
+            at_target = row_distances[np.arange(len(part)), targets[part]][:, None]
+            before = (row_distances < at_target) | ((row_distances == at_target) & (columns < targets[part][:, None]))
+            ranks[part] = 1 + np.count_nonzero(before, axis=1)
+    return ranks
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _check_graphs(a: Prepared, b: Prepared, field: str, space: str) -> None:
+    for side, model in (("A", a), ("B", b)):
+        if getattr(model, field) is None:
+            raise ValueError(f"model {side} was prepared without {space} graphs")
+    if getattr(a, field)[0].shape[1:] != getattr(b, field)[0].shape[1:] and field == "cosine_graphs":
+        raise ValueError(f"k differs between the models: {a.k} vs {b.k}")
+
+
+def _as_features(X) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"expected a (samples, features) array, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("activations contain non-finite values")
+    return X
+
+
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    """x̂ = x/‖x‖ in float64 (as the cosine graphs); zero rows are an error."""
+    if not np.any(X != 0, axis=1).all():
+        raise ValueError("cosine similarities need non-zero rows")
+    return _neighbors_unit_rows(X)
+
+
+def _cosines_at(unit: np.ndarray, graph: np.ndarray) -> np.ndarray:
+    """cos(xᵢ, x_{graph[i, t]}) = x̂ᵢ·x̂_{graph[i, t]}: (N, k) float64, in row chunks (O(N·k·D))."""
+    n, k = graph.shape
+    out = np.empty((n, k))
+    step = max(1, _CHUNK_ELEMENTS // max(1, k * unit.shape[1]))
+    for start in range(0, n, step):
+        rows = slice(start, start + step)
+        out[rows] = np.einsum("nd,nkd->nk", unit[rows], unit[graph[rows]])
+    return out
+
+
+# ------------------------------------------------------------------------------------------ single layer pairs
+
+
+def jaccard_knn(idx_a, idx_b, k: int) -> float:
+    """jaccard_knn = (1/N) Σᵢ |Nₖᴬ(i) ∩ Nₖᴮ(i)| / |Nₖᴬ(i) ∪ Nₖᴮ(i)| ∈ [0, 1]; ``idx_*`` (N, ≥k) int (cosine
+    graphs). O(N·k). Chance level ≈ k/(2(N−1)) for independent graphs (≈ mutual_knn/(2 − mutual_knn))."""
+    return _single(None, None, {"cosine": [idx_a]}, {"cosine": [idx_b]}, {"k": k}, "jaccard_knn")
+
+
+def rank_sim(idx_a, idx_b, k: int) -> float:
+    """rank_sim (Wang et al. 2020) = (1/N) Σᵢ vᵢ ∈ [0, 1] with Jᵢ = Nₖᴬ(i) ∩ Nₖᴮ(i), ranks rᴬ, rᴮ ∈ 1..k:
+    vᵢ = Σ_{j∈Jᵢ} 2/((1+|rᴬᵢⱼ−rᴮᵢⱼ|)(rᴬᵢⱼ+rᴮᵢⱼ)) / Σ_{m=1}^{|Jᵢ|} 1/m, vᵢ = 0 if Jᵢ = ∅. vᵢ = 1 iff the
+    common neighbours are exactly ranks 1..|Jᵢ| in both lists; one common neighbour at rank r in both → 1/r.
+    ``idx_*`` (N, ≥k) int (cosine graphs). O(N·k)."""
+    return _single(None, None, {"cosine": [idx_a]}, {"cosine": [idx_b]}, {"k": k}, "rank_sim")
+
+
+def second_order_cos(A, B, idx_a, idx_b, k: int) -> float:
+    """second_order_cos (Hamilton et al. 2016) = (1/N) Σᵢ sᵢ ∈ [−1, 1] with Uᵢ = Nₖᴬ(i) ∪ Nₖᴮ(i) and
+    sᵢ = Σ_{j∈Uᵢ} cos_A(i, j)·cos_B(i, j) / √(Σ_{j∈Uᵢ} cos_A(i, j)² · Σ_{j∈Uᵢ} cos_B(i, j)²),
+    cos_A(i, j) = âᵢ·âⱼ. A (N, Dₐ), B (N, D_b); ``idx_*`` (N, ≥k) int cosine graphs of A and B. NaN for a
+    sample whose cosines over Uᵢ all vanish. O(N·k·(Dₐ + D_b)).
+
+    Differs from resi's ``second_order_cosine_similarity``, which takes the cosine of the vectors of cosine
+    DISTANCES (1 − cos) and finds neighbours with k + 1 and drops the first as "self" (wrong with duplicates).
+    """
+    return _single([A], [B], {"cosine": [idx_a]}, {"cosine": [idx_b]}, {"k": k}, "second_order_cos")
+
+
+def info_imbalance(A, B, idx_a, idx_b, k: int = 1, budget_bytes: int = DEFAULT_RANK_BUDGET_BYTES) -> float:
+    """Information imbalance Δ(A→B) (Glielmo et al. 2022, PNAS Nexus) = (2/N)·(1/(N·k)) Σᵢ Σ_{j∈Nₖᴬ(i)} rᴮᵢⱼ.
+
+    rᴮᵢⱼ = rank of j among i's neighbours in B (Euclidean distance, 1 = nearest, self excluded, ties by lower
+    index: the position in B's stored graph + 1). Direction (the paper's): Δ(A→B) is small (→ 2/N with k = 1)
+    when A's nearest neighbours are also B's nearest neighbours, i.e. A is informative about / predicts B;
+    ≈ 1 when A and B are independent. ``idx_*`` (N, kmax ≥ k) int Euclidean graphs of A and B; B (N, D_b)
+    features, read only for pairs (i, j) whose j lies beyond B's kmax (blocked count, rows in blocks of at most
+    ``budget_bytes``); A is not read (may be None). O(N·k) + O(N²·D_b) when some rank is beyond kmax.
+    """
+    return _single(None if A is None else [A], [B], {"euclidean": [idx_a]}, {"euclidean": [idx_b]},
+                   {"info_imbalance": {"k": k}, "budget_bytes": budget_bytes}, "info_imbalance_ab")
+
+
+def _single(layers_a, layers_b, graphs_a, graphs_b, options: dict, metric: str) -> float:
+    a = prepare(layers_a, graphs_a, options)
+    b = prepare(layers_b, graphs_b, options)
+    return float(matrices(a, b, (metric,), options)[metric][0, 0])
