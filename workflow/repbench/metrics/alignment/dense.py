@@ -500,6 +500,22 @@ def pwcca(A, B) -> float:
     return _single(A, B, "pwcca", {})
 
 
+def canonical_correlations(A, B) -> np.ndarray:
+    """The canonical correlations ρ₁ ≥ ρ₂ ≥ … of Aᶜ and Bᶜ (min(rₐ, r_b) values): singular values of UₐᵀU_b."""
+    layer_a, factor_a = _single_spectral(A)
+    layer_b, factor_b = _single_spectral(B)
+    _check_same_samples(factor_a.shape[0], factor_b.shape[0])
+    return np.linalg.svd(layer_a.basis.T @ (factor_a.T @ factor_b) @ layer_b.basis, compute_uv=False)
+
+
+def _single_spectral(X) -> tuple[_SpectralLayer, np.ndarray]:
+    factors = LayerFactors([X], 0)
+    features = factors.features(0)
+    n_features = features.shape[1]
+    factor = factors.factor_from_features(0, features)
+    return _spectral_layer(factor, n_features, None, False), factor
+
+
 def rv(A, B) -> float:
     """RV coefficient tr(W_A W_B)/√(tr W_A² · tr W_B²), W = XᶜXᶜᵀ; equals linear CKA."""
     return _single(A, B, "rv", {})
