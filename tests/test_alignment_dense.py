@@ -150,22 +150,26 @@ def _single(A, B, metric, options):
 
 
 @pytest.mark.parametrize("cache_bytes", [dn.DEFAULT_FACTOR_CACHE_BYTES, 0])  # 0: every factor re-read
-def test_matrices_equal_single_pair_calls(cache_bytes):
-    layers_a, layers_b = _layers(1, 70, (5, 9, 12)), _layers(2, 70, (8, 6))
-    a = dn.prepare(layers_a, None, OPTIONS, cache_bytes=cache_bytes)
-    b = dn.prepare(layers_b, None, OPTIONS, cache_bytes=cache_bytes)
+@pytest.mark.parametrize(("widths_a", "widths_b"), [((5, 9, 12), (8, 6)), ((5, 90, 12), (80, 6))])  # D > N too
+def test_matrices_equal_single_pair_calls(cache_bytes, widths_a, widths_b):
+    layers_a, layers_b = _layers(1, 70, widths_a), _layers(2, 70, widths_b)
+    metrics = tuple(m for m in dn.METRICS if m != "pwcca" or max(*widths_a, *widths_b) < 70)
+    a = dn.prepare(layers_a, None, OPTIONS, metrics=metrics, cache_bytes=cache_bytes)
+    b = dn.prepare(layers_b, None, OPTIONS, metrics=metrics, cache_bytes=cache_bytes)
     assert len(a) == 3 and len(b) == 2
-    out = dn.matrices(a, b, dn.METRICS, OPTIONS)
-    assert set(out) == set(dn.METRICS)
+    out = dn.matrices(a, b, metrics, OPTIONS)
+    assert set(out) == set(metrics)
     for name, matrix in out.items():
         assert matrix.shape == (3, 2) and matrix.dtype == np.float64
         expected = [[_single(A, B, name, OPTIONS) for B in layers_b] for A in layers_a]
         np.testing.assert_allclose(matrix, expected, rtol=1e-12, atol=1e-14, err_msg=name)
 
 
-def test_permuted_equals_recomputing_on_permuted_samples():
-    layers_a, layers_b = _layers(3, 60, (5, 8)), _layers(4, 60, (7, 6, 4))
-    a, b = dn.prepare(layers_a, None, OPTIONS), dn.prepare(layers_b, None, OPTIONS)
+@pytest.mark.parametrize("widths_b", [(7, 6, 4), (7, 75)])  # D > N: Gram-eigen factors
+def test_permuted_equals_recomputing_on_permuted_samples(widths_b):
+    layers_a, layers_b = _layers(3, 60, (5, 8)), _layers(4, 60, widths_b)
+    metrics = tuple(m for m in dn.METRICS if m != "pwcca" or max(widths_b) < 60)
+    a, b = dn.prepare(layers_a, None, OPTIONS, metrics), dn.prepare(layers_b, None, OPTIONS, metrics)
     rng = np.random.default_rng(9)
     permuted, data = b, layers_b
     for _ in range(2):  # composed permutations
@@ -173,11 +177,17 @@ def test_permuted_equals_recomputing_on_permuted_samples():
         inverse = np.empty_like(perm)
         inverse[perm] = np.arange(60)
         permuted, data = permuted.permuted(perm, inverse), [X[perm] for X in data]
-        expected = dn.matrices(a, dn.prepare(data, None, OPTIONS), dn.METRICS, OPTIONS)
-        got = dn.matrices(a, permuted, dn.METRICS, OPTIONS)
-        for name in dn.METRICS:
+        expected = dn.matrices(a, dn.prepare(data, None, OPTIONS, metrics), metrics, OPTIONS)
+        got = dn.matrices(a, permuted, metrics, OPTIONS)
+        for name in metrics:
             np.testing.assert_allclose(got[name], expected[name], rtol=1e-10, atol=1e-12, err_msg=name)
     assert not np.allclose(got["rsa"], dn.matrices(a, b, ("rsa",), OPTIONS)["rsa"])
+
+
+def test_prepare_without_metrics_prepares_the_whole_group():
+    a = dn.prepare(_layers(3, 40, (5, 8)), None, {})
+    assert a.metrics == dn.METRICS and len(a) == 2
+    assert set(dn.matrices(a, a, dn.METRICS, {})) == set(dn.METRICS)
 
 
 def test_permuted_with_subset_reorders_the_subset_samples():

@@ -105,7 +105,9 @@ def _validated(metrics) -> tuple[str, ...]:
 class _SpectralLayer:
     """Feature-space terms of one layer from PᵀP = VΛVᵀ (r kept directions, λ > λ_max·max(N, m)·ε).
 
-    basis        W = V_r Λ_r^{−½} (m, r): U = PW is an orthonormal basis of the centred column space;
+    basis        W = V_r Λ_r^{−½} (m, r): U = PW is an orthonormal basis of the centred column space; when
+                 D > N the factor's columns are already orthogonal (P = V√Λ from the N×N Gram), W is diagonal
+                 and only its diagonal (m,) is kept, so no N×N matrix is stored per layer;
     singular     s = √λ_r (r,), the singular values of Xᶜ;
     frobenius    ‖Xᶜ‖_F = √tr(PᵀP)  (all directions, for procrustes);
     gram_norm    ‖XᶜᵀXᶜ‖_F = ‖PᵀP‖_F (for rv);
@@ -114,7 +116,7 @@ class _SpectralLayer:
     """
 
     n_features: int
-    basis: np.ndarray
+    basis: np.ndarray  # (m, r), or (m,) = the diagonal of W
     singular: np.ndarray
     frobenius: float
     gram_norm: float
@@ -124,14 +126,22 @@ class _SpectralLayer:
 
 def _spectral_layer(factor: np.ndarray, n_features: int, alpha: float | None, with_loadings: bool) -> _SpectralLayer:
     n = factor.shape[0]
-    gram = factor.T @ factor
-    eigval, eigvec = np.linalg.eigh(gram)
-    eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
-    top = eigval[0] if eigval.size else 0.0
-    if not top > 0:
-        raise ValueError("layer has zero variance (all samples equal)")
-    keep = eigval > top * max(n, gram.shape[0]) * np.finfo(np.float64).eps
-    lam, vec = eigval[keep], eigvec[:, keep]
+    if n_features > n:  # Gram-eigen factor V√Λ (numerically non-zero λ only): PᵀP = Λ, W = Λ^{−½}
+        lam = np.einsum("ij,ij->j", factor, factor)
+        if not lam.size or not lam.max() > 0:
+            raise ValueError("layer has zero variance (all samples equal)")
+        vec = None
+        frobenius, gram_norm = float(np.sqrt(lam.sum())), float(np.sqrt(lam @ lam))
+    else:
+        gram = factor.T @ factor
+        eigval, eigvec = np.linalg.eigh(gram)
+        eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
+        top = eigval[0] if eigval.size else 0.0
+        if not top > 0:
+            raise ValueError("layer has zero variance (all samples equal)")
+        keep = eigval > top * max(n, gram.shape[0]) * np.finfo(np.float64).eps
+        lam, vec = eigval[keep], eigvec[:, keep]
+        frobenius, gram_norm = float(np.sqrt(np.trace(gram))), float(np.linalg.norm(gram))
     singular = np.sqrt(lam)
     shape_weights = None
     if alpha is not None:
@@ -145,8 +155,14 @@ def _spectral_layer(factor: np.ndarray, n_features: int, alpha: float | None, wi
             raise ValueError(f"pwcca needs more samples than features (CCA is degenerate otherwise): "
                              f"N={n}, D={n_features}")
         loadings = singular[:, None] * vec.T  # factor is Xᶜ itself here (D < N), so UᵀXᶜ = Λ^{½}Vᵀ
-    return _SpectralLayer(n_features, vec / singular, singular, float(np.sqrt(np.trace(gram))),
-                          float(np.linalg.norm(gram)), shape_weights, loadings)
+    basis = 1.0 / singular if vec is None else vec / singular
+    return _SpectralLayer(n_features, basis, singular, frobenius, gram_norm, shape_weights, loadings)
+
+
+def _basis_cross(a: _SpectralLayer, b: _SpectralLayer, cross: np.ndarray) -> np.ndarray:
+    """UₐᵀU_b = Wₐᵀ C W_b from the factors' cross product C = PₐᵀP_b (diagonal W applied as a scaling)."""
+    left = a.basis[:, None] * cross if a.basis.ndim == 1 else a.basis.T @ cross
+    return left * b.basis[None, :] if b.basis.ndim == 1 else left @ b.basis
 
 
 def _condensed_index(m: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -307,7 +323,9 @@ def prepare(layers, graphs, options: dict, metrics=METRICS,
     Per layer: the centred Gram factor P (N×min(N, D), kept while the factors fit ``cache_bytes``, else
     re-read from ``layers`` in :func:`matrices`) and the eigendecomposition of PᵀP, O(N·D·min(N, D)); for rsa
     and cka_rbf the n×n RDM/kernel of the subset (n ≤ cap), O(n²·D), kept as condensed vectors of n²/2 floats.
-    Memory kept: L·(m² + n²) floats plus the cached factors; in flight: one layer (N×D) and one n×n matrix.
+    Memory kept per layer: a D×D eigenbasis when D < N (m floats when D > N), D² more for pwcca, n²/2 floats per
+    quadratic metric; plus the cached factors. In flight: one layer (N×D), its N×N Gram when D > N, and one n×n
+    matrix (n = min(N, cap)).
     """
     del graphs
     metrics = _validated(metrics)
@@ -427,7 +445,7 @@ def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray]
     group_bytes = max(1, a.options["cache_bytes"] // 2)
     groups, group, size = [], [], 0
     for i, layer in enumerate(a.spectral):
-        width_bytes = n * layer.basis.shape[0] * 8
+        width_bytes = n * layer.basis.shape[0] * 8  # the factor is (N, m)
         if group and size + width_bytes > group_bytes:
             groups.append(group)
             group, size = [], 0
@@ -446,7 +464,7 @@ def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray]
                 if "rv" in metrics:
                     out["rv"][i, j] = _rv_from_cross(layer_a, layer_b, cross)
                 if "shape_metric" in metrics or "pwcca" in metrics:
-                    basis_cross = layer_a.basis.T @ cross @ layer_b.basis
+                    basis_cross = _basis_cross(layer_a, layer_b, cross)
                     if "shape_metric" in metrics:
                         out["shape_metric"][i, j] = _shape_from_basis_cross(layer_a, layer_b, basis_cross)
                     if "pwcca" in metrics:
@@ -505,7 +523,7 @@ def canonical_correlations(A, B) -> np.ndarray:
     layer_a, factor_a = _single_spectral(A)
     layer_b, factor_b = _single_spectral(B)
     _check_same_samples(factor_a.shape[0], factor_b.shape[0])
-    return np.linalg.svd(layer_a.basis.T @ (factor_a.T @ factor_b) @ layer_b.basis, compute_uv=False)
+    return np.linalg.svd(_basis_cross(layer_a, layer_b, factor_a.T @ factor_b), compute_uv=False)
 
 
 def _single_spectral(X) -> tuple[_SpectralLayer, np.ndarray]:
