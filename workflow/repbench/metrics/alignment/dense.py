@@ -371,9 +371,9 @@ def prepare(layers, graphs, options: dict, metrics=METRICS,
 # --------------------------------------------------------------------------------------------- pair terms
 
 
-def _procrustes_from_cross(a: _SpectralLayer, b: _SpectralLayer, cross: np.ndarray) -> float:
-    nuclear = np.linalg.svd(cross, compute_uv=False).sum() / (a.frobenius * b.frobenius)
-    return float(np.sqrt(max(0.0, 2.0 - 2.0 * nuclear)))
+def _procrustes_from_nuclear(a: _SpectralLayer, b: _SpectralLayer, nuclear: float) -> float:
+    """From ‖PₐᵀP_b‖_* = ‖AᶜᵀBᶜ‖_* (P = Xᶜ·rotation, so the singular values are those of AᶜᵀBᶜ)."""
+    return float(np.sqrt(max(0.0, 2.0 - 2.0 * nuclear / (a.frobenius * b.frobenius))))
 
 
 def _rv_from_cross(a: _SpectralLayer, b: _SpectralLayer, cross: np.ndarray) -> float:
@@ -427,9 +427,10 @@ def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict) 
     out = {name: np.full((len(a), len(b)), np.nan) for name in metrics}
     for which, name in (("rsa", "rsa"), ("rbf", "cka_rbf")):
         if name in metrics:
-            stacked_a = np.array(list(a.pair_vectors(which)))
+            vectors_a = list(a.pair_vectors(which))  # the stored arrays themselves unless A is permuted
             for j, vector_b in enumerate(b.pair_vectors(which)):
-                out[name][:, j] = stacked_a @ vector_b
+                for i, vector_a in enumerate(vectors_a):
+                    out[name][i, j] = vector_a @ vector_b
     factor_metrics = [m for m in metrics if m in _FACTOR_METRICS]
     if factor_metrics:
         _factor_scores(a, b, factor_metrics, out)
@@ -442,6 +443,8 @@ _OPTION_USERS = {"rdm": ("rsa",), "compare": ("rsa",), "alpha": ("shape_metric",
 def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray]) -> None:
     """A's factors in groups within half of the cache budget; each B factor fetched once per group."""
     n = a.n_samples
+    alpha = a.options["alpha"]
+    unwhitened_shape = "shape_metric" in metrics and alpha is not None and alpha > 1.0 - NETREP_EIGVAL_TOL
     group_bytes = max(1, a.options["cache_bytes"] // 2)
     groups, group, size = [], [], 0
     for i, layer in enumerate(a.spectral):
@@ -459,13 +462,19 @@ def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray]
             for i in rows:
                 layer_a = a.spectral[i]
                 cross = factors_a[i].T @ factor_b
+                nuclear = None
+                if "procrustes" in metrics or unwhitened_shape:
+                    nuclear = float(np.linalg.svd(cross, compute_uv=False).sum())
                 if "procrustes" in metrics:
-                    out["procrustes"][i, j] = _procrustes_from_cross(layer_a, layer_b, cross)
+                    out["procrustes"][i, j] = _procrustes_from_nuclear(layer_a, layer_b, nuclear)
                 if "rv" in metrics:
                     out["rv"][i, j] = _rv_from_cross(layer_a, layer_b, cross)
-                if "shape_metric" in metrics or "pwcca" in metrics:
+                if unwhitened_shape:  # α = 1: φ(X) = Xᶜ, θ = arccos(‖AᶜᵀBᶜ‖_*/(‖Aᶜ‖_F‖Bᶜ‖_F)), same SVD
+                    cosine = nuclear / (layer_a.frobenius * layer_b.frobenius)
+                    out["shape_metric"][i, j] = float(np.arccos(np.clip(cosine, -1.0, 1.0)))
+                if ("shape_metric" in metrics and not unwhitened_shape) or "pwcca" in metrics:
                     basis_cross = _basis_cross(layer_a, layer_b, cross)
-                    if "shape_metric" in metrics:
+                    if "shape_metric" in metrics and not unwhitened_shape:
                         out["shape_metric"][i, j] = _shape_from_basis_cross(layer_a, layer_b, basis_cross)
                     if "pwcca" in metrics:
                         out["pwcca"][i, j] = _pwcca_from_basis_cross(layer_a, layer_b, basis_cross)
