@@ -85,6 +85,10 @@ def test_pwcca_needs_more_samples_than_features():
     A, B = _pair(SHAPES[2])
     with pytest.raises(ValueError, match="more samples than features"):
         dn.pwcca(A, B)
+    wide = dn.prepare([A], None, {})  # the group's other metrics stay usable on wide layers
+    assert np.isfinite(dn.matrices(wide, wide, ("procrustes", "rv"), {})["rv"]).all()
+    with pytest.raises(ValueError, match=r"layers \[0\] have D ≥ N"):
+        dn.matrices(wide, wide, ("pwcca",), {})
 
 
 def test_canonical_correlations_equal_qr_cca():

@@ -108,16 +108,15 @@ class _SpectralLayer:
     basis        W = V_r Λ_r^{−½} (m, r): U = PW is an orthonormal basis of the centred column space; when
                  D > N the factor's columns are already orthogonal (P = V√Λ from the N×N Gram), W is diagonal
                  and only its diagonal (m,) is kept, so no N×N matrix is stored per layer;
-    singular     s = √λ_r (r,), the singular values of Xᶜ;
     frobenius    ‖Xᶜ‖_F = √tr(PᵀP)  (all directions, for procrustes);
     gram_norm    ‖XᶜᵀXᶜ‖_F = ‖PᵀP‖_F (for rv);
-    shape_weights t = s·(α + (1−α) max(s², 10⁻⁷)^{−½}) (r,): singular values of φ(X) (None unless asked);
-    loadings     Λ_r^{½}V_rᵀ = UᵀXᶜ (r, D) for PWCCA's projection weights (None unless asked; needs D < N).
+    shape_weights t = s·(α + (1−α) max(s², 10⁻⁷)^{−½}) (r,), s = √λ_r the singular values of Xᶜ: the
+                 singular values of φ(X) (None unless asked);
+    loadings     Λ_r^{½}V_rᵀ = UᵀXᶜ (r, D) for PWCCA's projection weights (None unless asked, or if D ≥ N).
     """
 
     n_features: int
     basis: np.ndarray  # (m, r), or (m,) = the diagonal of W
-    singular: np.ndarray
     frobenius: float
     gram_norm: float
     shape_weights: np.ndarray | None
@@ -150,13 +149,10 @@ def _spectral_layer(factor: np.ndarray, n_features: int, alpha: float | None, wi
         else:
             shape_weights = singular * (alpha + (1.0 - alpha) / np.sqrt(np.maximum(lam, NETREP_EIGVAL_TOL)))
     loadings = None
-    if with_loadings:
-        if n_features >= n:
-            raise ValueError(f"pwcca needs more samples than features (CCA is degenerate otherwise): "
-                             f"N={n}, D={n_features}")
+    if with_loadings and n_features < n:  # pwcca is undefined for D ≥ N: matrices() raises if it is asked
         loadings = singular[:, None] * vec.T  # factor is Xᶜ itself here (D < N), so UᵀXᶜ = Λ^{½}Vᵀ
     basis = 1.0 / singular if vec is None else vec / singular
-    return _SpectralLayer(n_features, basis, singular, frobenius, gram_norm, shape_weights, loadings)
+    return _SpectralLayer(n_features, basis, frobenius, gram_norm, shape_weights, loadings)
 
 
 def _basis_cross(a: _SpectralLayer, b: _SpectralLayer, cross: np.ndarray) -> np.ndarray:
@@ -431,6 +427,12 @@ def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict) 
             for j, vector_b in enumerate(b.pair_vectors(which)):
                 for i, vector_a in enumerate(vectors_a):
                     out[name][i, j] = vector_a @ vector_b
+    if "pwcca" in metrics:
+        for model, label in ((a, "A"), (b, "B")):
+            wide = [i for i, layer in enumerate(model.spectral) if layer.n_features >= model.n_samples]
+            if wide:
+                raise ValueError(f"pwcca needs more samples than features (CCA is degenerate otherwise): model "
+                                 f"{label} layers {wide} have D ≥ N = {model.n_samples}")
     factor_metrics = [m for m in metrics if m in _FACTOR_METRICS]
     if factor_metrics:
         _factor_scores(a, b, factor_metrics, out)
