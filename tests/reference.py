@@ -269,3 +269,87 @@ def null_calibration(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=al.
     prepared_a = al.prepare_model(layers_a, graphs_a, k, metrics, **options)
     prepared_b = al.prepare_model(layers_b, graphs_b, k, metrics, **options)
     return al.null_calibration_prepared(prepared_a, prepared_b, metrics, n_permutations, seed)
+
+
+# ------------------------------------------------------------------ dense group (alignment/dense.py)
+
+
+def dense_rsa(A, B, rdm="correlation", compare="spearman"):
+    """scipy's pdist RDMs (pairs i < j) compared by scipy's spearmanr or numpy's corrcoef."""
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
+    da, db = pdist(A, rdm), pdist(B, rdm)
+    return float(spearmanr(da, db).statistic if compare == "spearman" else np.corrcoef(da, db)[0, 1])
+
+
+def _centred_unit(X):
+    Xc = X - X.mean(0)
+    return Xc / np.linalg.norm(Xc)
+
+
+def dense_procrustes(A, B):
+    """min over orthogonal Q of ‖ÃQ − B̃‖_F, Ã = Aᶜ/‖Aᶜ‖_F, B̃ likewise, narrower side zero-padded (scipy)."""
+    from scipy.linalg import orthogonal_procrustes
+
+    a_unit, b_unit = _centred_unit(A), _centred_unit(B)
+    width = max(a_unit.shape[1], b_unit.shape[1])
+    a_unit = np.pad(a_unit, ((0, 0), (0, width - a_unit.shape[1])))
+    b_unit = np.pad(b_unit, ((0, 0), (0, width - b_unit.shape[1])))
+    Q, _ = orthogonal_procrustes(a_unit, b_unit)
+    return float(np.linalg.norm(a_unit @ Q - b_unit))
+
+
+def dense_shape_metric(A, B, alpha=1.0, eigval_tol=1e-7):
+    """φ(X) = Xᶜ V diag(α + (1−α) max(λ, tol)^{−½}) Vᵀ, (λ, V) = eigh(XᶜᵀXᶜ); θ from the best rotation of
+    zero-padded φ(A) onto φ(B) (the angle between φ(A)Q and φ(B), Q from scipy's orthogonal_procrustes)."""
+    from scipy.linalg import orthogonal_procrustes
+
+    def phi(X):
+        Xc = X - X.mean(0)
+        lam, V = np.linalg.eigh(Xc.T @ Xc)
+        return Xc @ V @ np.diag(alpha + (1 - alpha) / np.sqrt(np.maximum(lam, eigval_tol))) @ V.T
+
+    Pa, Pb = phi(A), phi(B)
+    width = max(Pa.shape[1], Pb.shape[1])
+    Pa = np.pad(Pa, ((0, 0), (0, width - Pa.shape[1])))
+    Pb = np.pad(Pb, ((0, 0), (0, width - Pb.shape[1])))
+    Q, _ = orthogonal_procrustes(Pa, Pb)
+    cosine = np.sum((Pa @ Q) * Pb) / (np.linalg.norm(Pa) * np.linalg.norm(Pb))
+    return float(np.arccos(np.clip(cosine, -1, 1)))
+
+
+def dense_pwcca(A, B):
+    """Textbook CCA via QR of the centred data; canonical variates hᵢ of the side with fewer columns (A on ties),
+    αᵢ = Σⱼ |⟨hᵢ, xⱼ⟩| over that side's centred columns; Σαᵢρᵢ/Σαᵢ."""
+    Ac, Bc = A - A.mean(0), B - B.mean(0)
+    Qa, Qb = np.linalg.qr(Ac)[0], np.linalg.qr(Bc)[0]
+    U, rho, Vt = np.linalg.svd(Qa.T @ Qb)
+    if A.shape[1] <= B.shape[1]:
+        variates, columns = Qa @ U, Ac
+    else:
+        variates, columns = Qb @ Vt.T, Bc
+    rho = np.concatenate([rho, np.zeros(variates.shape[1] - len(rho))])
+    weights = np.abs(variates.T @ columns).sum(axis=1)
+    return float(np.sum(weights * rho) / np.sum(weights))
+
+
+def dense_rv(A, B):
+    """tr(W_A W_B)/√(tr W_A² tr W_B²), W = XᶜXᶜᵀ (N×N)."""
+    Wa, Wb = (A - A.mean(0)) @ (A - A.mean(0)).T, (B - B.mean(0)) @ (B - B.mean(0)).T
+    return float(np.trace(Wa @ Wb) / np.sqrt(np.trace(Wa @ Wa) * np.trace(Wb @ Wb)))
+
+
+def dense_cka_rbf(A, B, sigma=0.8):
+    """Kᵢⱼ = exp(−‖xᵢ−xⱼ‖²/(2σ²·median of all N² squared distances)); tr(KHLH)/√(tr(KHKH) tr(LHLH))."""
+    from scipy.spatial.distance import cdist
+
+    n = len(A)
+    H = np.eye(n) - 1.0 / n
+
+    def kernel(X):
+        sq = cdist(X, X, "sqeuclidean")
+        return np.exp(-sq / (2 * sigma**2 * np.median(sq)))
+
+    K, L = kernel(A), kernel(B)
+    return float(np.trace(K @ H @ L @ H) / np.sqrt(np.trace(K @ H @ K @ H) * np.trace(L @ H @ L @ H)))
