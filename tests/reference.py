@@ -244,8 +244,8 @@ def related_pair(rng, n=120, da=12, db=9, noise=0.5):
     return A, B
 
 
-def graphs(*arrays, kmax=15):
-    return [brute_force_knn(X, kmax, "cosine")[0] for X in arrays]
+def graphs(*arrays, kmax=15, space="cosine"):
+    return [brute_force_knn(X, kmax, space)[0] for X in arrays]
 
 
 def rotation(rng, d):

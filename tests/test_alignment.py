@@ -24,8 +24,11 @@ def test_pair_matrices_equal_single_calls_and_orientation():
     layers_a = [base @ rng.normal(size=(6, 6)) + s * rng.normal(size=(70, 6)) for s in (0.1, 0.5, 1.0)]
     layers_b = [base @ rng.normal(size=(6, 5)) + s * rng.normal(size=(70, 5)) for s in (0.2, 2.0)]
     ga, gb = np.stack(graphs(*layers_a, kmax=8)), np.stack(graphs(*layers_b, kmax=8))
+    ea = np.stack(graphs(*layers_a, kmax=8, space="euclidean"))
+    eb = np.stack(graphs(*layers_b, kmax=8, space="euclidean"))
     k = 6
-    mats = al.pair_matrices(layers_a, layers_b, ga, gb, k, al.PAIR_METRICS)
+    mats = al.pair_matrices(layers_a, layers_b, {"cosine": ga, "euclidean": ea}, {"cosine": gb, "euclidean": eb}, k,
+                            al.PAIR_METRICS)
     assert set(mats) == set(al.PAIR_METRICS)
     for i in range(3):
         for j in range(2):
@@ -43,7 +46,7 @@ def test_pair_matrices_equal_single_calls_and_orientation():
             for name, value in expected.items():
                 assert mats[name].shape == (3, 2)
                 assert mats[name][i, j] == pytest.approx(value, abs=1e-6), name
-            for name, spec in al.METRICS.items():
+            for name, spec in al.METRICS.items():  # group metrics: their euclidean graphs recomputed (kmax 32)
                 assert spec(A, B, ga[i], gb[j], k) == pytest.approx(mats[name][i, j], abs=1e-9), name
     knn_only = al.pair_matrices(None, None, ga, gb, k, al.KNN_METRICS)
     for name in al.KNN_METRICS:
@@ -110,13 +113,15 @@ def test_permuted_prepared_layers_equal_recomputed_metrics():
     rng = np.random.default_rng(11)
     A, B = related_pair(rng, n=90, da=8, db=6)
     ga, gb = graphs(A, B, kmax=6)
+    ea, eb = graphs(A, B, kmax=6, space="euclidean")
     perm = rng.permutation(90)
     inverse = np.empty_like(perm)
     inverse[perm] = np.arange(90)
-    prep_a = al.prepare_model([A], [ga], 6, al.PAIR_METRICS)
-    prep_b = al.prepare_model([B], [gb], 6, al.PAIR_METRICS)
+    prep_a = al.prepare_model([A], {"cosine": [ga], "euclidean": [ea]}, 6, al.PAIR_METRICS)
+    prep_b = al.prepare_model([B], {"cosine": [gb], "euclidean": [eb]}, 6, al.PAIR_METRICS)
     via_relabel = al.pair_matrices_prepared(prep_a, prep_b.permuted(perm, inverse), al.PAIR_METRICS)
-    direct = al.pair_matrices([A], [B[perm]], [ga], [inverse[gb[perm]]], 6, al.PAIR_METRICS)
+    direct = al.pair_matrices([A], [B[perm]], {"cosine": [ga], "euclidean": [ea]},
+                              {"cosine": [inverse[gb[perm]]], "euclidean": [inverse[eb[perm]]]}, 6, al.PAIR_METRICS)
     for name in al.PAIR_METRICS:
         np.testing.assert_allclose(via_relabel[name], direct[name], atol=1e-10, err_msg=name)
 
@@ -161,9 +166,9 @@ def test_feature_budget_bounds_what_is_held_without_changing_any_number():
     ga, gb = np.stack(graphs(*layers_a, kmax=6)), np.stack(graphs(*layers_b, kmax=6))
     lazy_a, lazy_b = CountingLayers(layers_a), CountingLayers(layers_b)
     roomy = al.pair_matrices([x.astype(np.float32) for x in layers_a], [x.astype(np.float32) for x in layers_b],
-                             ga, gb, 5, al.PAIR_METRICS)
-    tight = al.pair_matrices(lazy_a, lazy_b, ga, gb, 5, al.PAIR_METRICS, budget_bytes=1)
-    for name in al.PAIR_METRICS:
+                             ga, gb, 5, al.CORE_METRICS)
+    tight = al.pair_matrices(lazy_a, lazy_b, ga, gb, 5, al.CORE_METRICS, budget_bytes=1)
+    for name in al.CORE_METRICS:
         np.testing.assert_array_equal(tight[name], roomy[name], err_msg=name)
     assert lazy_a.reads == [2, 2, 2]  # preparation + its group of one
     assert lazy_b.reads == [4, 4]     # preparation + once per group of A

@@ -1,4 +1,4 @@
-"""repbench.metrics.alignment.dense: rsa, procrustes, shape_metric, pwcca, rv, cka_rbf against dense formulas,
+"""repbench.metrics.alignment.dense: rsa, procrustes, shape_metric, pwcca, cka_rbf (and rv, computed with cka) against dense formulas,
 planted truth, the layer × layer pass, permutations, the pairwise subset and the peers' own values."""
 
 import json
@@ -18,6 +18,7 @@ from reference import (
     rotation,
 )
 
+from repbench.metrics import alignment as al
 from repbench.metrics.alignment import dense as dn
 from repbench.metrics.alignment import linear_cka
 
@@ -52,7 +53,7 @@ def test_rsa_equals_scipy_rdms(shape, rdm, compare):
 def test_procrustes_rv_cka_rbf_equal_dense_formulas(shape):
     A, B = _pair(shape)
     assert dn.procrustes(A, B) == pytest.approx(dense_procrustes(A, B), rel=1e-9)
-    assert dn.rv(A, B) == pytest.approx(dense_rv(A, B), rel=1e-9)
+    assert al.METRICS["rv"](A, B) == pytest.approx(dense_rv(A, B), rel=1e-9)
     for sigma in (0.2, 0.8):
         assert dn.cka_rbf(A, B, sigma) == pytest.approx(dense_cka_rbf(A, B, sigma), rel=1e-9)
 
@@ -60,7 +61,7 @@ def test_procrustes_rv_cka_rbf_equal_dense_formulas(shape):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_rv_is_linear_cka(shape):
     A, B = _pair(shape)
-    assert dn.rv(A, B) == pytest.approx(linear_cka(A, B), rel=1e-12)
+    assert al.METRICS["rv"](A, B) == pytest.approx(linear_cka(A, B), rel=1e-12)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -86,7 +87,7 @@ def test_pwcca_needs_more_samples_than_features():
     with pytest.raises(ValueError, match="more samples than features"):
         dn.pwcca(A, B)
     wide = dn.prepare([A], None, {})  # the group's other metrics stay usable on wide layers
-    assert np.isfinite(dn.matrices(wide, wide, ("procrustes", "rv"), {})["rv"]).all()
+    assert np.isfinite(dn.matrices(wide, wide, ("procrustes", "shape_metric"), {})["procrustes"]).all()
     with pytest.raises(ValueError, match=r"layers \[0\] have D ≥ N"):
         dn.matrices(wide, wide, ("pwcca",), {})
 
@@ -107,7 +108,7 @@ def test_rotation_gives_perfect_scores():
     B = A @ rotation(rng, 7) + 4.0
     for compare in ("spearman", "pearson"):
         assert dn.rsa(A, B, "euclidean", compare) == pytest.approx(1.0, abs=1e-12)
-    assert dn.rv(A, B) == pytest.approx(1.0, abs=1e-12)
+    assert al.METRICS["rv"](A, B) == pytest.approx(1.0, abs=1e-12)
     assert dn.cka_rbf(A, B) == pytest.approx(1.0, abs=1e-12)
     assert dn.procrustes(A, B) == pytest.approx(0.0, abs=1e-6)  # √(2 − 2cos): rounding 1e-16 → 1e-8
     assert dn.shape_metric(A, B, 1.0) == pytest.approx(0.0, abs=1e-6)
@@ -149,7 +150,6 @@ def _single(A, B, metric, options):
             "procrustes": lambda: dn.procrustes(A, B),
             "shape_metric": lambda: dn.shape_metric(A, B, options["shape_metric"]["alpha"]),
             "pwcca": lambda: dn.pwcca(A, B),
-            "rv": lambda: dn.rv(A, B),
             "cka_rbf": lambda: dn.cka_rbf(A, B, options["cka_rbf"]["sigma"])}[metric]()
 
 
@@ -235,7 +235,7 @@ def test_quadratic_metrics_use_the_subset_beyond_the_cap():
 
 
 def test_interface_and_option_checks():
-    assert dn.METRICS == ("rsa", "procrustes", "shape_metric", "pwcca", "rv", "cka_rbf")
+    assert dn.METRICS == ("rsa", "procrustes", "shape_metric", "pwcca", "cka_rbf")
     assert dn.LOWER_IS_MORE_SIMILAR == {"procrustes", "shape_metric"}
     A, B = _pair((30, 4, 5))
     with pytest.raises(ValueError, match="rdm"):
@@ -244,7 +244,7 @@ def test_interface_and_option_checks():
         dn.shape_metric(A, B, alpha=1.5)
     with pytest.raises(ValueError, match="unknown"):
         dn.prepare([A], None, {}, metrics=("cka",))
-    a = dn.prepare([A], None, {}, metrics=("rv",))
+    a = dn.prepare([A], None, {}, metrics=("procrustes",))
     with pytest.raises(ValueError, match="not prepared"):
         dn.matrices(a, a, ("rsa",), {})
     with pytest.raises(ValueError, match="different"):
@@ -286,7 +286,7 @@ def test_matches_google_rbf_cka(name):
     google = REFERENCE["datasets"][name]["google_cka"]
     for sigma, value in google["cka_rbf"].items():
         assert dn.cka_rbf(A, B, float(sigma)) == pytest.approx(value, rel=1e-9), sigma
-    assert dn.rv(A, B) == pytest.approx(google["linear_cka"], rel=1e-9)
+    assert al.METRICS["rv"](A, B) == pytest.approx(google["linear_cka"], rel=1e-9)
 
 
 PWCCA_SETS = sorted(name for name, entry in REFERENCE["datasets"].items() if entry["svcca"])

@@ -76,7 +76,7 @@ from .summaries import SUMMARIES, bootstrap_ci, matched_layers, null_calibration
 CALIBRATION_KEYS = ("null_mean", "null_std", "z", "tau", "p_value", "calibrated")  # per summary, in the pair files
 
 __all__ = [
-    "CALIBRATION_KEYS", "DEFAULT_FEATURE_BUDGET_BYTES", "DENSE_LOOKUP_MAX_BYTES", "calibration", "KNN_METRICS", "METRICS", "PAIR_METRICS", "SUMMARIES",
+    "CALIBRATION_KEYS", "DEFAULT_FEATURE_BUDGET_BYTES", "DENSE_LOOKUP_MAX_BYTES", "calibration", "CORE_METRICS", "KNN_METRICS", "METRICS", "PAIR_METRICS", "SUMMARIES",
     "AlignmentMetric", "LayerFactors", "PreparedLayer", "PreparedModel", "bootstrap_ci", "cknna", "cycle_knn",
     "cycle_knn_ab_per_sample", "cycle_knn_ba_per_sample", "cycle_knn_per_sample", "lcs_knn", "lcs_knn_per_sample", "linear_cka", "matched_layers", "mutual_knn",
     "mutual_knn_per_sample", "null_calibration_prepared", "pair_matrices", "pair_matrices_prepared",
@@ -94,15 +94,15 @@ _GROUPED = frozenset(m for m in PAIR_METRICS if registry.METRICS[m].group)
 def _groups() -> dict[str, ModuleType]:
     """metric name -> the group module that computes it (``registry.Metric.group``); imported on first use."""
     return {m: importlib.import_module(f".{registry.METRICS[m].group}", __name__) for m in sorted(_GROUPED)}
-_CORE_METRICS = tuple(m for m in PAIR_METRICS if m not in _GROUPED)
-KNN_METRICS = tuple(m for m in _CORE_METRICS if registry.METRICS[m].reads == ("graphs",))
-_GRAPH_METRICS = frozenset(registry.reads(_CORE_METRICS, "graphs"))
-_FEATURE_METRICS = frozenset(registry.reads(_CORE_METRICS, "features"))
+CORE_METRICS = tuple(m for m in PAIR_METRICS if m not in _GROUPED)  # the kNN + kernel pass of this module
+KNN_METRICS = tuple(m for m in CORE_METRICS if registry.METRICS[m].reads == ("graphs",))
+_GRAPH_METRICS = frozenset(registry.reads(CORE_METRICS, "graphs"))
+_FEATURE_METRICS = frozenset(registry.reads(CORE_METRICS, "features"))
 
 
 DEFAULT_FEATURE_BUDGET_BYTES = 1024 * 2**20  # features held at once by the dense metrics (see LayerFactors)
 # dense metrics that come from one cross product of the centred layers (CKNNA's kernel lives on the graph's edges)
-_DENSE_PAIR_METRICS = frozenset(registry.dense(_CORE_METRICS)) - _GRAPH_METRICS
+_DENSE_PAIR_METRICS = frozenset(registry.dense(CORE_METRICS)) - _GRAPH_METRICS
 
 
 @dataclass(frozen=True)
@@ -225,12 +225,13 @@ def _prepare_groups(layers, graphs_by_space: dict, metrics, options: dict) -> di
             raise ValueError(f"metrics {chosen} need the {', '.join(missing)} neighbour graphs")
         if registry.reads(chosen, "features") and layers is None:
             raise ValueError(f"metrics {list(registry.reads(chosen, 'features'))} need the layer activations")
-        states[registry.METRICS[chosen[0]].group] = module.prepare(layers if registry.reads(chosen, "features") else None,
-                                      {s: graphs_by_space[s] for s in spaces} or None, options)
+        states[registry.METRICS[chosen[0]].group] = module.prepare(
+            layers if registry.reads(chosen, "features") else None, {s: graphs_by_space[s] for s in spaces} or None,
+            options, metrics=tuple(chosen))
     return states
 
 
-def pair_matrices(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=_CORE_METRICS,
+def pair_matrices(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=CORE_METRICS,
                   svcca_variance: float = 0.99, svcca_components: int | None = None,
                   budget_bytes: int = DEFAULT_FEATURE_BUDGET_BYTES, options: dict | None = None
                   ) -> dict[str, np.ndarray]:
@@ -257,7 +258,7 @@ def pair_matrices(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=_CORE_
     return pair_matrices_prepared(model_a, model_b, metrics)
 
 
-def pair_matrices_prepared(model_a: PreparedModel, model_b: PreparedModel, metrics=_CORE_METRICS
+def pair_matrices_prepared(model_a: PreparedModel, model_b: PreparedModel, metrics=CORE_METRICS
                            ) -> dict[str, np.ndarray]:
     """``pair_matrices`` on models already run through ``prepare_model`` (e.g. reused across permutations).
 

@@ -1,4 +1,4 @@
-"""Feature-based pair metrics ("dense" group): RSA, Procrustes, shape metric, PWCCA, RV, RBF CKA.
+"""Feature-based pair metrics ("dense" group): RSA, Procrustes, shape metric, PWCCA, RBF CKA.
 
 A ∈ ℝ^{N×Dₐ}, B ∈ ℝ^{N×D_b}: one layer of each model on the same N samples; Xᶜ = X − 1x̄ᵀ column-centred.
 
@@ -11,12 +11,13 @@ A ∈ ℝ^{N×Dₐ}, B ∈ ℝ^{N×D_b}: one layer of each model on the same N s
                  φ(X) = Xᶜ V diag(α + (1−α) max(λ, 10⁻⁷)^{−½}) Vᵀ, (λ, V) = eig(XᶜᵀXᶜ) (no 1/N),
                  θ = arccos(clip(‖φ(A)ᵀφ(B)‖_* / (‖φ(A)‖_F ‖φ(B)‖_F), −1, 1)). Lower = more similar.
 * pwcca        — projection-weighted CCA (Morcos et al. 2018): Σᵢ αᵢρᵢ / Σᵢ αᵢ over the canonical pairs.
-* rv           — RV coefficient tr(W_A W_B)/√(tr W_A² tr W_B²), W = XᶜXᶜᵀ (= linear CKA).
+  (The RV coefficient equals linear CKA: ``rv`` is computed with ``cka`` in the core pass, whose layer terms
+  also give its closed-form permutation null.)
 * cka_rbf      — CKA with Gaussian kernels (Kornblith et al. 2019), biased HSIC, median-distance bandwidth.
                  Quadratic in N: same subset rule as rsa.
 
 Layer × layer evaluation (:func:`prepare` once per model, :func:`matrices` per model pair): every per-layer
-decomposition is done once. Procrustes, shape metric, PWCCA and RV come from one cross product C = PₐᵀP_b of the
+decomposition is done once. Procrustes, shape metric and PWCCA come from one cross product C = PₐᵀP_b of the
 layers' centred Gram factors (PPᵀ = XᶜXᶜᵀ, :class:`.kernels.LayerFactors`: Xᶜ itself when D ≤ N, else an N×N
 eigen-factor), plus small feature-space terms from the eigendecomposition PᵀP = VΛVᵀ (m×m, m = min(N, D)):
 the orthonormal basis of the column space is U = PW with W = V_r Λ_r^{−½}, so UₐᵀU_b = WₐᵀCW_b. RSA and RBF CKA
@@ -32,7 +33,7 @@ from scipy.stats import rankdata
 
 from .kernels import LayerFactors, _check_same_samples
 
-METRICS: tuple[str, ...] = ("rsa", "procrustes", "shape_metric", "pwcca", "rv", "cka_rbf")
+METRICS: tuple[str, ...] = ("rsa", "procrustes", "shape_metric", "pwcca", "cka_rbf")
 LOWER_IS_MORE_SIMILAR = frozenset({"procrustes", "shape_metric"})
 
 DEFAULT_PAIRWISE_MAX_SAMPLES = 2000
@@ -41,7 +42,7 @@ NETREP_EIGVAL_TOL = 1e-7  # netrep.utils.whiten clips the eigenvalues of Xᶜᵀ
 RDMS = ("correlation", "euclidean")
 COMPARES = ("spearman", "pearson")
 
-_FACTOR_METRICS = frozenset({"procrustes", "shape_metric", "pwcca", "rv"})
+_FACTOR_METRICS = frozenset({"procrustes", "shape_metric", "pwcca"})
 _PAIRWISE_METRICS = frozenset({"rsa", "cka_rbf"})
 
 
@@ -109,7 +110,6 @@ class _SpectralLayer:
                  D > N the factor's columns are already orthogonal (P = V√Λ from the N×N Gram), W is diagonal
                  and only its diagonal (m,) is kept, so no N×N matrix is stored per layer;
     frobenius    ‖Xᶜ‖_F = √tr(PᵀP)  (all directions, for procrustes);
-    gram_norm    ‖XᶜᵀXᶜ‖_F = ‖PᵀP‖_F (for rv);
     shape_weights t = s·(α + (1−α) max(s², 10⁻⁷)^{−½}) (r,), s = √λ_r the singular values of Xᶜ: the
                  singular values of φ(X) (None unless asked);
     loadings     Λ_r^{½}V_rᵀ = UᵀXᶜ (r, D) for PWCCA's projection weights (None unless asked, or if D ≥ N).
@@ -118,7 +118,6 @@ class _SpectralLayer:
     n_features: int
     basis: np.ndarray  # (m, r), or (m,) = the diagonal of W
     frobenius: float
-    gram_norm: float
     shape_weights: np.ndarray | None
     loadings: np.ndarray | None
 
@@ -130,7 +129,7 @@ def _spectral_layer(factor: np.ndarray, n_features: int, alpha: float | None, wi
         if not lam.size or not lam.max() > 0:
             raise ValueError("layer has zero variance (all samples equal)")
         vec = None
-        frobenius, gram_norm = float(np.sqrt(lam.sum())), float(np.sqrt(lam @ lam))
+        frobenius = float(np.sqrt(lam.sum()))
     else:
         gram = factor.T @ factor
         eigval, eigvec = np.linalg.eigh(gram)
@@ -140,7 +139,7 @@ def _spectral_layer(factor: np.ndarray, n_features: int, alpha: float | None, wi
             raise ValueError("layer has zero variance (all samples equal)")
         keep = eigval > top * max(n, gram.shape[0]) * np.finfo(np.float64).eps
         lam, vec = eigval[keep], eigvec[:, keep]
-        frobenius, gram_norm = float(np.sqrt(np.trace(gram))), float(np.linalg.norm(gram))
+        frobenius = float(np.sqrt(np.trace(gram)))
     singular = np.sqrt(lam)
     shape_weights = None
     if alpha is not None:
@@ -152,7 +151,7 @@ def _spectral_layer(factor: np.ndarray, n_features: int, alpha: float | None, wi
     if with_loadings and n_features < n:  # pwcca is undefined for D ≥ N: matrices() raises if it is asked
         loadings = singular[:, None] * vec.T  # factor is Xᶜ itself here (D < N), so UᵀXᶜ = Λ^{½}Vᵀ
     basis = 1.0 / singular if vec is None else vec / singular
-    return _SpectralLayer(n_features, basis, frobenius, gram_norm, shape_weights, loadings)
+    return _SpectralLayer(n_features, basis, frobenius, shape_weights, loadings)
 
 
 def _basis_cross(a: _SpectralLayer, b: _SpectralLayer, cross: np.ndarray) -> np.ndarray:
@@ -372,10 +371,6 @@ def _procrustes_from_nuclear(a: _SpectralLayer, b: _SpectralLayer, nuclear: floa
     return float(np.sqrt(max(0.0, 2.0 - 2.0 * nuclear / (a.frobenius * b.frobenius))))
 
 
-def _rv_from_cross(a: _SpectralLayer, b: _SpectralLayer, cross: np.ndarray) -> float:
-    return float(np.sum(cross * cross) / (a.gram_norm * b.gram_norm))
-
-
 def _shape_from_basis_cross(a: _SpectralLayer, b: _SpectralLayer, basis_cross: np.ndarray) -> float:
     """θ from UₐᵀU_b: ‖φ(A)ᵀφ(B)‖_* = ‖diag(tₐ) UₐᵀU_b diag(t_b)‖_*, ‖φ(X)‖_F = ‖t‖."""
     weighted = a.shape_weights[:, None] * basis_cross * b.shape_weights[None, :]
@@ -407,7 +402,7 @@ def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict) 
 
     The options that shaped the per-layer state were fixed in :func:`prepare` (both models must agree); here
     ``options`` is only checked against them. Per pair: O(N·mₐ·m_b) for the cross product of the factors plus
-    O(m³) for its SVD (procrustes, shape_metric, pwcca, rv), O(n²) for rsa and cka_rbf.
+    O(m³) for its SVD (procrustes, shape_metric, pwcca), O(n²) for rsa and cka_rbf.
     """
     metrics = _validated(metrics)
     missing = [m for m in metrics if m not in a.metrics or m not in b.metrics]
@@ -469,8 +464,6 @@ def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray]
                     nuclear = float(np.linalg.svd(cross, compute_uv=False).sum())
                 if "procrustes" in metrics:
                     out["procrustes"][i, j] = _procrustes_from_nuclear(layer_a, layer_b, nuclear)
-                if "rv" in metrics:
-                    out["rv"][i, j] = _rv_from_cross(layer_a, layer_b, cross)
                 if unwhitened_shape:  # α = 1: φ(X) = Xᶜ, θ = arccos(‖AᶜᵀBᶜ‖_*/(‖Aᶜ‖_F‖Bᶜ‖_F)), same SVD
                     cosine = nuclear / (layer_a.frobenius * layer_b.frobenius)
                     out["shape_metric"][i, j] = float(np.arccos(np.clip(cosine, -1.0, 1.0)))
@@ -543,11 +536,6 @@ def _single_spectral(X) -> tuple[_SpectralLayer, np.ndarray]:
     n_features = features.shape[1]
     factor = factors.factor_from_features(0, features)
     return _spectral_layer(factor, n_features, None, False), factor
-
-
-def rv(A, B) -> float:
-    """RV coefficient tr(W_A W_B)/√(tr W_A² · tr W_B²), W = XᶜXᶜᵀ; equals linear CKA."""
-    return _single(A, B, "rv", {})
 
 
 def cka_rbf(A, B, sigma: float = 0.8, max_samples: int = DEFAULT_PAIRWISE_MAX_SAMPLES, seed: int = 0) -> float:

@@ -119,9 +119,9 @@ class Prepared:
         return X if self.order is None else X[self.order]
 
 
-def prepare(layers, graphs, options: dict) -> Prepared:
-    """Per-layer state of one model, each layer's features read once (only when cosine graphs are given, for
-    the cosines at the layer's own neighbours: O(N·k·D) per layer).
+def prepare(layers, graphs, options: dict, metrics=METRICS) -> Prepared:
+    """Per-layer state of one model, each layer's features read once (only when cosine graphs are given and
+    ``second_order_cos`` is among ``metrics``, for the cosines at the layer's own neighbours: O(N·k·D) per layer).
 
     layers: L arrays (N, D) (may be a lazy sequence) or None; graphs: {"cosine": G, "euclidean": G} with the
     spaces needed, G[l] an int array (N, kmax); options: ``k``, ``info_imbalance.k``. Kept: see
@@ -151,7 +151,7 @@ def prepare(layers, graphs, options: dict) -> Prepared:
         raise ValueError(f"the cosine and Euclidean graphs hold different numbers of samples: {sorted(sizes)}")
     n = sizes.pop() if sizes else (_as_features(layers[0]).shape[0] if n_layers else 0)
     own = None
-    if cosine_graphs is not None and layers is not None:
+    if cosine_graphs is not None and layers is not None and "second_order_cos" in metrics:
         own = []
         for l in range(n_layers):
             X = _as_features(layers[l])
