@@ -100,6 +100,23 @@ def test_alignment_model_heatmap_is_the_pair_table():
     assert abs(rows.index("alpha") - rows.index("beta")) == 1
 
 
+def test_scores_that_do_not_beat_their_null_are_marked():
+    """Heatmap: a hatched patch on both cells of every pair whose calibrated score is 0; size plot: those models
+    hollow, and the chance level (mean null score) drawn."""
+    rows = [("a", "b", 0.9, 0.95, 0.2), ("a", "c", 0.1, 0.0, 0.12), ("b", "c", 0.15, 0.0, 0.12)]
+    table = pd.DataFrame([{"model_a": a, "model_b": b, "max": v, "max_calibrated": c, "max_null_mean": m,
+                           "max_tau": m + 0.05, "n_parameters_a": 10, "n_parameters_b": 100, "better": "higher"}
+                          for a, b, v, c, m in rows])
+    heatmap = fa.model_heatmap(table, "max", title="t")
+    hatched = [p for p in heatmap.axes[0].patches if p.get_hatch()]
+    assert len(hatched) == 4  # (a, c) and (b, c), each drawn in both triangles
+    size = fa.size_plot(table, "max", title="t")
+    ax = size.axes[0]
+    assert [line.get_ydata()[0] for line in ax.get_lines()] == [pytest.approx(np.mean([0.2, 0.12, 0.12]))]
+    filled = {c.get_label(): len(c.get_facecolor()) > 0 and c.get_facecolor()[0][3] > 0 for c in ax.collections}
+    assert filled == {"a": True, "b": True, "c": False}  # c's mean 0.125 is below its mean τ 0.17
+
+
 @pytest.mark.parametrize("build", ["depth_curves", "depth_figure", "model_heatmap"])
 def test_saving_is_byte_reproducible(tmp_path, build):
     def make():

@@ -52,3 +52,31 @@ def test_store_layers_read_lazily_and_name_model_and_layer_on_non_finite_values(
     np.testing.assert_array_equal(layers[0], values[0])
     with pytest.raises(ValueError, match="model 'm1', pooling 'mean', layer 1: activations contain non-finite"):
         layers[1]
+
+
+def test_calibration_routes_each_metric_to_its_null():
+    """cka/rv: the closed form (no permutation); graph metrics: null_permutations; other dense metrics:
+    null_permutations_dense; the statistics match null_calibration_prepared / rv_null_grid directly."""
+    from reference import graphs, related_pair
+
+    from repbench.metrics import alignment as al
+    from repbench.stages.alignment import calibration
+
+    A, B = related_pair(np.random.default_rng(2), n=60, da=6, db=5)
+    ga, gb = graphs(A, B, kmax=8)
+    metrics = ("mutual_knn", "cka", "rv", "procrustes")
+    prepared = [al.prepare_model([X], [g], 5, metrics) for X, g in ((A, ga), (B, gb))]
+    mats = al.pair_matrices_prepared(*prepared, metrics)
+    options = {"null_metrics": list(metrics), "null_permutations": 7, "null_permutations_dense": 3, "seed": 1,
+               "null_alpha": 0.05}
+    out = calibration(prepared, mats, options)
+    assert {m: (out[m]["method"].split(",")[0], out[m]["n_permutations"]) for m in metrics} == {
+        "mutual_knn": ("permutation", 7), "cka": ("closed form", 0), "rv": ("closed form", 0),
+        "procrustes": ("permutation", 3)}
+    direct = al.null_calibration_prepared(*prepared, ("procrustes",), 3, 1, alpha=0.05,
+                                          lower_is_more_similar=frozenset({"procrustes"}))
+    assert out["procrustes"]["max"] == direct["procrustes"]["max"]
+    grid = al.calibration.rv_null_grid(*prepared, 0.05, observed=mats["cka"])
+    assert out["rv"]["last"]["p_value"] == out["cka"]["last"]["p_value"] == grid["last"]["p_value"]
+    assert np.isnan(out["cka"]["matched_depth"]["p_value"])
+    assert calibration(prepared, mats, options | {"null_metrics": []}) == {}

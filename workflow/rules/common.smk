@@ -138,7 +138,8 @@ def alignment_params():
 
 def neighbor_params(wildcards):
     """What decides one graph store: kmax and the search settings; clipping for cosine graphs only (per layer, or
-    with one threshold per model as the PRH code when ``alignment.preprocess`` is ``prh``)."""
+    with one threshold per model as the PRH code when ``alignment.preprocess`` is ``prh``).
+    """
     options = dict(config["neighbors"])
     if wildcards.space != "cosine":
         del options["clip_quantile"]
@@ -174,7 +175,9 @@ def load_spec(inst):
 
 def train_params(wildcards):
     # random_twin adds the instance MODEL@random and does not change the training
-    spec = {k: v for k, v in config["models"][wildcards.model].items() if k != "random_twin"}
+    spec = {
+        k: v for k, v in config["models"][wildcards.model].items() if k != "random_twin"
+    }
     return canonical(
         dict(
             model_spec=spec,

@@ -57,7 +57,7 @@ def clustered_order(mat: np.ndarray, lower_is_better: bool = False) -> np.ndarra
 def model_heatmap(table: pd.DataFrame, summary: str, title: str):
     """Model × model matrix of one summary, clustered; cells that do not beat their null are hatched."""
     models, mat = pair_matrix(table, summary)
-    _, weak = pair_matrix(table.assign(_weak=not_beating_null(table, summary).astype(float)), "_weak")
+    _, weak = pair_matrix(table.assign(weak=not_beating_null(table, summary).astype(float)), "weak")
     lower = _lower_is_better(table)
     order = clustered_order(mat, lower)
     mat, weak, models = mat[np.ix_(order, order)], weak[np.ix_(order, order)], [models[i] for i in order]
