@@ -88,8 +88,8 @@ def test_pwcca_needs_more_samples_than_features():
         dn.pwcca(A, B)
     wide = dn.prepare([A], None, {})  # the group's other metrics stay usable on wide layers
     assert np.isfinite(dn.matrices(wide, wide, ("procrustes", "shape_metric"), {})["procrustes"]).all()
-    with pytest.raises(ValueError, match=r"layers \[0\] have D ≥ N"):
-        dn.matrices(wide, wide, ("pwcca",), {})
+    # in the layer × layer pass a layer pair with D ≥ N on either side is NaN (the job goes on; the docs say why)
+    assert np.isnan(dn.matrices(wide, wide, ("pwcca",), {})["pwcca"]).all()
 
 
 def test_canonical_correlations_equal_qr_cca():

@@ -402,7 +402,8 @@ def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict) 
 
     The options that shaped the per-layer state were fixed in :func:`prepare` (both models must agree); here
     ``options`` is only checked against them. Per pair: O(N·mₐ·m_b) for the cross product of the factors plus
-    O(m³) for its SVD (procrustes, shape_metric, pwcca), O(n²) for rsa and cka_rbf.
+    O(m³) for its SVD (procrustes, shape_metric, pwcca), O(n²) for rsa and cka_rbf. ``pwcca`` is NaN for a layer
+    pair where either side has D ≥ N (CCA is degenerate there); the single-pair :func:`pwcca` raises instead.
     """
     metrics = _validated(metrics)
     missing = [m for m in metrics if m not in a.metrics or m not in b.metrics]
@@ -422,12 +423,6 @@ def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict) 
             for j, vector_b in enumerate(b.pair_vectors(which)):
                 for i, vector_a in enumerate(vectors_a):
                     out[name][i, j] = vector_a @ vector_b
-    if "pwcca" in metrics:
-        for model, label in ((a, "A"), (b, "B")):
-            wide = [i for i, layer in enumerate(model.spectral) if layer.n_features >= model.n_samples]
-            if wide:
-                raise ValueError(f"pwcca needs more samples than features (CCA is degenerate otherwise): model "
-                                 f"{label} layers {wide} have D ≥ N = {model.n_samples}")
     factor_metrics = [m for m in metrics if m in _FACTOR_METRICS]
     if factor_metrics:
         _factor_scores(a, b, factor_metrics, out)
@@ -471,7 +466,7 @@ def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray]
                     basis_cross = _basis_cross(layer_a, layer_b, cross)
                     if "shape_metric" in metrics and not unwhitened_shape:
                         out["shape_metric"][i, j] = _shape_from_basis_cross(layer_a, layer_b, basis_cross)
-                    if "pwcca" in metrics:
+                    if "pwcca" in metrics and max(layer_a.n_features, layer_b.n_features) < n:
                         out["pwcca"][i, j] = _pwcca_from_basis_cross(layer_a, layer_b, basis_cross)
             del factor_b
         del factors_a
@@ -483,6 +478,12 @@ def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray]
 def _single(A, B, metric: str, options: dict) -> float:
     prepared_a = prepare([A], None, options, metrics=(metric,))
     prepared_b = prepare([B], None, options, metrics=(metric,))
+    if metric == "pwcca":
+        wide = [label for label, model in (("A", prepared_a), ("B", prepared_b))
+                if model.spectral[0].n_features >= model.n_samples]
+        if wide:
+            raise ValueError(f"pwcca needs more samples than features (CCA is degenerate otherwise): {wide} have "
+                             f"D ≥ N = {prepared_a.n_samples}")
     return float(matrices(prepared_a, prepared_b, (metric,), options)[metric][0, 0])
 
 
