@@ -72,7 +72,10 @@ def raw_labels(name: str, spec: dict, ids: list[str]) -> tuple[list | None, dict
         for n, record in jsonl_records(path, encoding):
             value = record.get(field) if isinstance(record, dict) else None
             if value is None or (isinstance(value, str) and not value.strip()):
-                what = "missing" if not isinstance(record, dict) or field not in record else f"empty ({value!r})"
+                if not isinstance(record, dict) or field not in record:
+                    what = "missing"
+                else:
+                    what = "null" if value is None else f"empty ({value!r})"
                 raise DatasetError(f"dataset {name!r}: {path}:{n}: label field {field!r} is {what}; every sample "
                                    "needs a label", key="label_field")
             if isinstance(value, (list, dict)):
