@@ -366,3 +366,18 @@ def test_store_writes_group_columns_and_regression_targets(tmp_path):
         store.create_activation_store(tmp_path / "c.zarr", sample_ids=ids, n_layers=1, n_features=1, poolings=["mean"],
                                       chunk_samples=5, dtype="float32", attrs={}, labels=np.zeros(5), label_type="class",
                                       groups={"template": ["x"] * 4})
+
+
+def test_paired_jsonl_labels_serve_both_modalities(tmp_path):
+    rows = []
+    for i in range(6):
+        path = tmp_path / "img" / f"{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(path)
+        rows.append({"sid": f"s{i}", "image": f"img/{i}.png", "caption": f"picture {i}", "kind": ["x", "y"][i % 2]})
+    spec = {"source": "jsonl", "path": str(write_jsonl(tmp_path / "p.jsonl", rows)), "modality": "paired",
+            "id_field": "sid", "text_field": "caption", "label_field": "kind", "n_samples": 4, "seed": 2}
+    samples = load_samples("p", spec)
+    assert samples.label_names == ["x", "y"]
+    assert [samples.label_names[k] for k in samples.labels] == [["x", "y"][int(s[1:]) % 2] for s in samples.ids]
+    assert check_dataset("p", spec) == 6
