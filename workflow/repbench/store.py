@@ -3,7 +3,9 @@
 Activation store ``{dataset}/{model}.zarr`` (a Zarr v3 group, readable with ``xr.open_zarr``):
 one array per pooling (``mean``, ``last``, ``first``) with dims ``(layer, sample, feature)`` and chunks
 ``(1, chunk_samples, feature)``; coordinates ``layer`` (0 = embeddings) and ``sample`` (ids); provenance in
-the group attributes. Stores are built under ``results/.partial/`` and moved into place when complete.
+the group attributes. A labelled dataset adds the coordinate ``label`` (dim ``sample``; int64 class index or
+float64 regression target) and one string coordinate per extra sample column (``groups``, e.g. ``template``), and
+the attributes ``label_names``, ``label_type`` and ``label_groups`` (see :func:`read_labels`). Stores are built under ``results/.partial/`` and moved into place when complete.
 
 Every array repbench writes ends its codec chain with a crc32c checksum (after the zstd compressor), so a chunk
 corrupted on disk is an error, never silent garbage; the readers here (:func:`read_array`,
@@ -149,18 +151,79 @@ def create_activation_store(
     chunk_samples: int,
     dtype: str,
     attrs: dict,
+    labels: np.ndarray | None = None,
+    label_names: list[str] = (),
+    label_type: str | None = None,
+    groups: dict[str, list[str]] | None = None,
 ) -> zarr.Group:
-    """Create an empty activation store (arrays filled as chunks complete)."""
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    """Create an empty activation store (arrays filled as chunks complete).
+
+    With ``labels`` (one per sample) the store also gets the coordinate ``label`` and one string coordinate per
+    ``groups`` column, all along ``sample``; each pooling array lists them in its ``coordinates`` attribute, so
+    ``xr.open_zarr`` reads them as coordinates (``ds["mean"].label``), not as data variables.
+    """
     n = len(sample_ids)
+    groups = dict(groups or {})
+    sample_coords = _sample_coordinates(n, labels, label_type, groups)
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
     create_array(group, "layer", np.arange(n_layers, dtype=np.int32), ("layer",))
     create_array(group, "sample", np.asarray(sample_ids, dtype=str), ("sample",))
+    for name, values in sample_coords.items():
+        create_array(group, name, values, ("sample",))
     for pooling in poolings:
-        create_array(
+        arr = create_array(
             group, pooling, (n_layers, n, n_features), POOLING_DIMS, chunks=(1, chunk_samples, n_features), dtype=dtype
         )
+        if sample_coords:
+            arr.attrs["coordinates"] = " ".join(sample_coords)
     group.attrs.update(attrs)
+    if labels is not None:
+        group.attrs.update(label_names=list(label_names), label_type=label_type, label_groups=list(groups))
     return group
+
+
+#: Names a ``groups`` column cannot take (arrays and coordinates of the activation store).
+RESERVED_SAMPLE_COLUMNS = ("layer", "sample", "feature", "label", "layer_width", "mean", "last", "first")
+
+
+def _sample_coordinates(n: int, labels, label_type, groups: dict) -> dict[str, np.ndarray]:
+    if labels is None:
+        if groups:
+            raise ValueError(f"sample columns {sorted(groups)} need labels (groups are stored with labels only)")
+        return {}
+    if label_type not in ("class", "regression"):
+        raise ValueError(f"label_type must be 'class' or 'regression', not {label_type!r}")
+    labels = np.asarray(labels, dtype=np.int64 if label_type == "class" else np.float64)
+    if labels.shape != (n,):
+        raise ValueError(f"labels have shape {labels.shape}, but the store has {n} samples")
+    coords = {"label": labels}
+    for name, values in groups.items():
+        if name in RESERVED_SAMPLE_COLUMNS or not name.isidentifier():
+            raise ValueError(f"sample column {name!r} cannot be stored (an identifier, not one of "
+                             f"{', '.join(RESERVED_SAMPLE_COLUMNS)})")
+        if len(values) != n:
+            raise ValueError(f"sample column {name!r} has {len(values)} values, but the store has {n} samples")
+        coords[name] = np.asarray(values, dtype=str)
+    return coords
+
+
+def read_labels(path: str | Path) -> tuple[np.ndarray | None, list[str], str | None, dict[str, np.ndarray]]:
+    """The labels of an activation store: ``(labels, label_names, label_type, groups)``.
+
+    ``labels`` is ``(sample,)`` int64 class indices into ``label_names`` (``label_type == "class"``) or float64
+    targets (``"regression"``, ``label_names`` empty), in the store's sample order; ``groups`` maps each extra
+    sample column (e.g. ``template``) to a ``(sample,)`` string array. An unlabelled store gives
+    ``(None, [], None, {})``. Checked reads: a damaged chunk raises :class:`CorruptChunkError`.
+    """
+    group = zarr.open_group(str(path), mode="r")
+    attrs = group.attrs
+    if "label" not in group.array_keys() or "label_type" not in attrs:
+        return None, [], None, {}
+    label_type = attrs["label_type"]
+    labels = read_array(path, group["label"]).astype(np.int64 if label_type == "class" else np.float64)
+    columns = {name: np.asarray([str(v) for v in read_array(path, group[name]).tolist()], dtype=str)
+               for name in attrs.get("label_groups", [])}
+    return labels, list(attrs.get("label_names", [])), label_type, columns
 
 
 def finalize_group(path: str | Path, attrs: dict) -> None:

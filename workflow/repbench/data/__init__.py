@@ -5,16 +5,20 @@ A dataset has a ``modality``: ``text`` (captions/paragraphs only), ``vision`` (i
 model: text models read its captions, vision models its images, and both see the same sample ids in the same
 order, so the alignment stage can compare a language model with a vision model sample by sample.
 
-Sources: ``builtin`` (``python-docs`` text; ``digits`` images + synthetic captions), ``text-file``, ``jsonl``
-(text, image path, or both) and ``image-folder``. Everything is read from local files or from data that ships
+Sources: ``builtin`` (``python-docs`` text; ``digits`` images + synthetic captions; ``truth`` true/false
+statements), ``text-file``, ``jsonl`` (text, image path, or both) and ``image-folder``. Everything is read from local files or from data that ships
 with Python or a dependency; nothing is downloaded.
+
+Labels live with the samples (:mod:`.labels`): ``Samples.labels`` (int64 class index or float64 regression
+target per sample), ``label_names``, ``label_type`` and ``groups`` (extra per-sample string columns such as the
+``template`` of the builtin ``truth`` set), drawn with the samples and part of the fingerprint.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Union
 
@@ -35,6 +39,11 @@ class Samples:
 
     ``skipped`` lists the ids of samples dropped as unreadable images (``skip_unreadable: true``) before the
     seeded selection — all of them, not only those the selection would have drawn; they enter the fingerprint.
+
+    Labels (``None`` for an unlabelled dataset): ``labels[i]`` is sample ``i``'s class index into ``label_names``
+    (int64, ``label_type == "class"``) or its target (float64, ``"regression"``, ``label_names`` empty);
+    ``groups`` maps a column name to one string per sample (e.g. ``{"template": [...]}``). :meth:`take` keeps
+    them aligned with the samples.
     """
 
     ids: list[str]
@@ -42,6 +51,10 @@ class Samples:
     images: list[ImageRef] | None = None
     image_digests: list[str] | None = None
     skipped: list[str] = field(default_factory=list)
+    labels: np.ndarray | None = None
+    label_names: list[str] = field(default_factory=list)
+    label_type: str | None = None
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -57,6 +70,8 @@ class Samples:
 
         For text-only data this is the hash of ids and texts alone (unchanged from text-only repbench); images
         add their digests. A paired dataset has one fingerprint, whichever modality a model reads from it.
+        Labels, when present, add ``label_type``, ``label_names``, the label of every sample and the ``groups``
+        columns (sorted by name); an unlabelled dataset's fingerprint is unchanged from before labels existed.
         """
         h = hashlib.sha256()
         texts = self.texts if self.texts is not None else [None] * len(self.ids)
@@ -75,13 +90,36 @@ class Samples:
             for sid in self.skipped:
                 h.update(sid.encode())
                 h.update(b"\0")
+        if self.labels is not None:
+            h.update(b"\4" + str(self.label_type).encode() + b"\0")
+            for label_name in self.label_names:
+                h.update(label_name.encode() + b"\0")
+            dtype = "<i8" if self.label_type == "class" else "<f8"
+            h.update(b"\5" + np.ascontiguousarray(self.labels, dtype=dtype).tobytes())
+            for column in sorted(self.groups):
+                h.update(b"\6" + column.encode() + b"\0")
+                for value in self.groups[column]:
+                    h.update(value.encode() + b"\0")
         return h.hexdigest()
 
     def take(self, rows) -> Samples:
         rows = list(rows)
         pick = lambda xs: None if xs is None else [xs[i] for i in rows]  # noqa: E731
         return Samples([self.ids[i] for i in rows], pick(self.texts), pick(self.images), pick(self.image_digests),
-                       list(self.skipped))
+                       list(self.skipped), None if self.labels is None else self.labels[np.asarray(rows, dtype=np.intp)],
+                       list(self.label_names), self.label_type,
+                       {k: [v[i] for i in rows] for k, v in self.groups.items()})
+
+    def without_absent_classes(self) -> Samples:
+        """The same samples with ``label_names`` reduced to the classes that occur, indices renumbered (order kept)."""
+        if self.labels is None or self.label_type != "class":
+            return self
+        present = np.unique(self.labels)
+        if len(present) == len(self.label_names):
+            return self
+        remap = np.full(len(self.label_names), -1, dtype=np.int64)
+        remap[present] = np.arange(len(present))
+        return replace(self, labels=remap[self.labels], label_names=[self.label_names[i] for i in present])
 
 
 class DatasetError(ValueError):
@@ -160,9 +198,17 @@ def select(ids: list[str], texts: list[str] | None, n_samples: int | None, seed:
     images for image data, duplicate (image, caption) pairs for paired data — so no two samples are identical
     inputs, and a paired dataset keeps one sample list for both modalities.
     """
-    full = Samples(list(ids), texts, images, image_digests)
-    keys = list(zip(texts if texts is not None else [None] * len(ids),
-                    image_digests if image_digests is not None else [None] * len(ids)))
+    return select_samples(Samples(list(ids), texts, images, image_digests), n_samples, seed, name)
+
+
+def select_samples(full: Samples, n_samples: int | None, seed: int, name: str) -> Samples:
+    """:func:`select` on a :class:`Samples` (labels and groups are drawn with their samples).
+
+    Of identical inputs the first is kept, whatever the labels of the others.
+    """
+    n = len(full)
+    keys = list(zip(full.texts if full.texts is not None else [None] * n,
+                    full.image_digests if full.image_digests is not None else [None] * n))
     seen: set = set()
     keep = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
     full = full.take(keep)
@@ -184,7 +230,8 @@ def load_samples(name: str, spec: dict) -> Samples:
     ``spec["modality"]`` decides which payloads are required: texts (``text``), images (``vision``) or both
     (``paired``).
     """
-    from . import images, text
+    from . import images, text, truth
+    from .labels import check_label_count, encode_labels, raw_labels
 
     modality = spec.get("modality", "text")
     if modality not in MODALITIES:
@@ -192,9 +239,9 @@ def load_samples(name: str, spec: dict) -> Samples:
     source = spec["source"]
     if source == "builtin":
         builtin = spec.get("name", "python-docs")
-        loader = {"python-docs": text.builtin, "digits": images.digits}.get(builtin)
+        loader = {"python-docs": text.builtin, "digits": images.digits, "truth": truth.truth}.get(builtin)
         if loader is None:
-            raise DatasetError(f"dataset {name!r}: unknown builtin {builtin!r} (python-docs, digits)")
+            raise DatasetError(f"dataset {name!r}: unknown builtin {builtin!r} (python-docs, digits, truth)")
         raw = loader(spec)
     elif source == "text-file":
         raw = text.text_file(spec)
@@ -205,6 +252,9 @@ def load_samples(name: str, spec: dict) -> Samples:
     else:
         raise DatasetError(f"dataset {name!r}: unknown source {source!r}")
     ids, texts, imgs, digests = _unpack(raw)
+    values, groups = raw_labels(name, spec, ids)
+    labels, label_names, label_type = encode_labels(name, spec, values) if values is not None else (None, [], None)
+    full = Samples(ids, texts, imgs, digests, [], labels, label_names, label_type, groups)
 
     wants_text, wants_images = modality in ("text", "paired"), modality in ("vision", "paired")
     if wants_text and texts is None:
@@ -214,35 +264,33 @@ def load_samples(name: str, spec: dict) -> Samples:
         raise DatasetError(f"dataset {name!r}: source {source!r} has no images, so it cannot be modality "
                            f"{modality!r} (use modality: text, or an image source: image-folder, jsonl with "
                            "image_field, builtin digits)")
-    if not wants_text:
-        texts = None
-    if not wants_images:
-        imgs = digests = None
+    full = replace(full, texts=texts if wants_text else None, images=imgs if wants_images else None,
+                   image_digests=digests if wants_images else None)
 
-    if texts is not None:
+    if full.texts is not None:
         min_chars = spec.get("min_chars", 1)
-        keep = [i for i, t in enumerate(texts) if len(t) >= min_chars]
+        keep = [i for i, t in enumerate(full.texts) if len(t) >= min_chars]
         if not keep:
             raise DatasetError(f"dataset {name!r}: no sample has at least {min_chars} characters")
-        if len(keep) < len(ids):
-            sub = Samples(ids, texts, imgs, digests).take(keep)
-            ids, texts, imgs, digests = sub.ids, sub.texts, sub.images, sub.image_digests
+        if len(keep) < len(full):
+            full = full.take(keep)
     skipped: list[str] = []
-    if imgs is not None and spec.get("skip_unreadable", False):
+    if full.images is not None and spec.get("skip_unreadable", False):
         from .images import unreadable_images
 
-        bad = unreadable_images(imgs)
+        bad = unreadable_images(full.images)
         if bad:
-            skipped = [ids[i] for i in bad]
-            _report_skipped(name, skipped, list(bad.values()), len(ids))
+            skipped = [full.ids[i] for i in bad]
+            _report_skipped(name, skipped, list(bad.values()), len(full))
             drop = set(bad)
-            sub = Samples(ids, texts, imgs, digests).take(i for i in range(len(ids)) if i not in drop)
-            ids, texts, imgs, digests = sub.ids, sub.texts, sub.images, sub.image_digests
-    if not ids:
+            full = full.take(i for i in range(len(full)) if i not in drop)
+    if not len(full):
         raise DatasetError(f"dataset {name!r}: no samples" + (" (every image is unreadable)" if skipped else ""))
-    samples = select(ids, texts, spec.get("n_samples"), spec.get("seed", 0), name, images=imgs,
-                     image_digests=digests)
-    return Samples(samples.ids, samples.texts, samples.images, samples.image_digests, skipped)
+    samples = select_samples(full, spec.get("n_samples"), spec.get("seed", 0), name).without_absent_classes()
+    if samples.labels is not None:
+        check_label_count(name, spec, samples.labels, samples.label_names, samples.label_type,
+                          " among the selected samples (n_samples, seed, min_chars, duplicates)")
+    return replace(samples, skipped=skipped)
 
 
 def _report_skipped(name: str, skipped: list[str], reasons: list[str], total: int, show: int = 20) -> None:
@@ -256,7 +304,19 @@ def _report_skipped(name: str, skipped: list[str], reasons: list[str], total: in
 
 
 #: Distinct samples of the builtin sets per modality (checked against :func:`load_samples` in the tests).
-BUILTIN_SIZES = {"python-docs": {"text": 1625}, "digits": {"text": 89, "vision": 1797, "paired": 1797}}
+BUILTIN_SIZES = {"python-docs": {"text": 1625}, "digits": {"text": 89, "vision": 1797, "paired": 1797},
+                 "truth": {"text": 3416}}
+
+
+def label_counts(samples: Samples) -> dict[str, int]:
+    """``{class name: number of samples}`` in class-index order (classes without samples count 0).
+
+    Only for class labels: an unlabelled or regression dataset is a ``ValueError``.
+    """
+    if samples.labels is None or samples.label_type != "class":
+        raise ValueError(f"label_counts needs class labels, but the samples have label_type {samples.label_type!r}")
+    counts = np.bincount(samples.labels, minlength=len(samples.label_names))
+    return {name: int(c) for name, c in zip(samples.label_names, counts)}
 
 
 def check_dataset(name: str, spec: dict) -> int:
@@ -268,8 +328,13 @@ def check_dataset(name: str, spec: dict) -> int:
     files or records, an upper bound (duplicate images and, with ``skip_unreadable``, unreadable ones are only
     found when the extraction job loads the data). Raises :class:`DatasetError` whose ``key`` is the config key
     at fault (``datasets.NAME.path``, ``datasets.NAME.n_samples``, ...).
+
+    Labels (:mod:`.labels`) are read for every record, before any filter: the label keys must fit the source,
+    every sample needs a label (else the file and line are named), regression targets must be numbers, and the
+    data must hold at least 2 classes (2 distinct targets).
     """
-    from . import images, text
+    from . import images, text, truth
+    from .labels import check_label_count, encode_labels, label_source, raw_labels
 
     def fail(message: str, key: str | None = None):
         raise DatasetError(message, key=f"datasets.{name}" + (f".{key}" if key else ""))
@@ -292,7 +357,9 @@ def check_dataset(name: str, spec: dict) -> int:
         fail(f"{spec['image_root']} is not a folder", "image_root")
     if modality != "text" and (source == "text-file" or (source == "builtin" and spec.get("name") != "digits")):
         fail(f"source {source!r} has no images, so it cannot be modality {modality!r} (use modality: text)", "modality")
+    ids = None
     try:
+        label_source(spec)
         if source == "builtin":
             builtin = spec.get("name", "python-docs")
             count = BUILTIN_SIZES.get(builtin, {}).get(modality)
@@ -301,8 +368,13 @@ def check_dataset(name: str, spec: dict) -> int:
             if builtin == "python-docs" and min_chars > 1:  # the known size holds texts of >= 40 characters
                 count = len({t for t in text.builtin(spec)[1] if len(t) >= min_chars})
             what = f"builtin {builtin!r} has {count} distinct samples"
+            if builtin == "digits":
+                ids = [f"digits:{i}" for i in range(BUILTIN_SIZES["digits"]["vision"])]
+            elif builtin == "truth":
+                ids = truth.truth(spec)[0]
         elif source == "image-folder":
-            count = len(images.image_folder(spec, digests=False)[0])
+            ids = images.image_folder(spec, digests=False)[0]
+            count = len(ids)
             what = f"the folder has {count} image files"
         elif source == "jsonl" and modality != "text":
             ids, captions, _, _ = images.jsonl(spec, modality, digests=False)
@@ -312,9 +384,13 @@ def check_dataset(name: str, spec: dict) -> int:
                 count = sum(len(c) >= min_chars for c in captions)
                 what = f"the file has {count} records with a caption (after min_chars={min_chars})"
         else:
-            texts = (text.text_file(spec) if source == "text-file" else text.jsonl(spec))[1]
+            ids, texts = text.text_file(spec) if source == "text-file" else text.jsonl(spec)
             count = len({t for t in texts if len(t) >= min_chars})
             what = f"the file has {count} usable samples (after min_chars={min_chars} and dropping duplicates)"
+        values = raw_labels(name, spec, ids)[0] if ids is not None else None
+        if values is not None:
+            labels, label_names, label_type = encode_labels(name, spec, values)
+            check_label_count(name, spec, labels, label_names, label_type)
     except DatasetError as exc:
         if exc.key is not None and exc.key.startswith("datasets."):
             raise
