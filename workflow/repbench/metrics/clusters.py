@@ -91,19 +91,30 @@ def class_means(X: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndar
 
 
 def block_distances(queries: np.ndarray, points: np.ndarray, query_sq: np.ndarray, point_sq: np.ndarray,
-                    query_rows: np.ndarray | None = None) -> np.ndarray:
+                    query_rows: np.ndarray | None = None, max_pairs: int = 2**16) -> np.ndarray:
     """Euclidean distances (B, N) of ``queries`` to ``points`` by the Gram identity, with the entries that lose
-    precision to cancellation (squared distance < 1e-4·(‖a‖² + ‖b‖²)) recomputed from differences, and
-    d(i, i) = 0 exactly where ``query_rows`` (the queries' row numbers in ``points``) is given."""
+    precision to cancellation (squared distance < 1e-4·(‖a‖² + ‖b‖²)) recomputed from differences,
+    ``max_pairs`` pairs at a time, and d(i, i) = 0 exactly where ``query_rows`` (the queries' row numbers in
+    ``points``) is given."""
     sums = query_sq[:, None] + point_sq[None, :]
     squared = np.maximum(sums - 2.0 * (queries @ points.T), 0.0)
     rows, cols = np.nonzero(squared < _CANCELLATION_RATIO * sums)
-    if len(rows):
-        diff = queries[rows] - points[cols]
-        squared[rows, cols] = np.einsum("pd,pd->p", diff, diff)
+    for start in range(0, len(rows), max_pairs):
+        r, c = rows[start:start + max_pairs], cols[start:start + max_pairs]
+        diff = queries[r] - points[c]
+        squared[r, c] = np.einsum("pd,pd->p", diff, diff)
     if query_rows is not None:
         squared[np.arange(len(query_rows)), query_rows] = 0.0
     return np.sqrt(squared)
+
+
+def centroid_squared_distances(means: np.ndarray) -> np.ndarray:
+    """(C, C) squared distances ‖μᶜ − μ^{c′}‖² from differences, one row at a time (memory O(C·D))."""
+    out = np.empty((len(means), len(means)))
+    for c, mean in enumerate(means):
+        diff = means - mean
+        out[c] = np.einsum("cd,cd->c", diff, diff)
+    return out
 
 
 def row_blocks(n: int, budget_bytes: int, floats_per_row: int) -> list[slice]:
@@ -118,7 +129,8 @@ def _blocks(X: np.ndarray, budget_bytes: int, what: str):
     sq = np.einsum("nd,nd->n", X, X)
     blocks = row_blocks(n, budget_bytes, 4 * n)
     for rows in tqdm(blocks, desc=what, unit="block", mininterval=2, disable=len(blocks) < 4, leave=False):
-        yield rows, block_distances(X[rows], X, sq[rows], sq, np.arange(rows.start, rows.stop))
+        yield rows, block_distances(X[rows], X, sq[rows], sq, np.arange(rows.start, rows.stop),
+                                    max_pairs=max(1, budget_bytes // (8 * 4 * max(1, X.shape[1]))))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -186,7 +198,7 @@ def davies_bouldin(X, labels) -> float:
     spread = np.zeros(len(counts))
     np.add.at(spread, codes, np.linalg.norm(X - means[codes], axis=1))
     spread /= counts
-    centroid_distances = np.linalg.norm(means[:, None, :] - means[None, :, :], axis=2)
+    centroid_distances = np.sqrt(centroid_squared_distances(means))
     if np.all(np.abs(spread) <= _ZERO_ATOL) or np.all(np.abs(centroid_distances) <= _ZERO_ATOL):
         return 0.0
     centroid_distances[centroid_distances == 0] = np.inf
@@ -214,7 +226,7 @@ def xie_beni(X, labels) -> float:
     X, codes, counts = validated(X, labels)
     means = class_means(X, codes, counts)
     within = float(((X - means[codes]) ** 2).sum())
-    gaps = ((means[:, None, :] - means[None, :, :]) ** 2).sum(axis=2)
+    gaps = centroid_squared_distances(means)
     closest = float(gaps[~np.eye(len(counts), dtype=bool)].min())
     return np.inf if closest == 0.0 else within / (len(codes) * closest)
 

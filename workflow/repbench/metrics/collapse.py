@@ -32,7 +32,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .clusters import class_means, encode_labels
+from .clusters import centroid_squared_distances, class_means, encode_labels
 
 DEFAULT_FOLDS = 5
 METRICS = ("nc1", "nc2_equinorm", "nc2_equiangularity", "nc2_max_angle", "cdnv", "direction_accuracy")
@@ -106,7 +106,7 @@ def cdnv(X, labels) -> float:
     np.add.at(variances, codes, ((X - means[codes]) ** 2).sum(axis=1))
     variances /= counts
     upper = np.triu_indices(len(counts), k=1)
-    gaps = ((means[:, None, :] - means[None, :, :]) ** 2).sum(axis=2)[upper]
+    gaps = centroid_squared_distances(means)[upper]
     if (gaps == 0).any():
         return np.inf
     return float(((variances[:, None] + variances[None, :])[upper] / (2.0 * gaps)).mean())
