@@ -11,7 +11,6 @@ import pathlib
 import numpy as np
 import pytest
 from reference import dense_cdnv, dense_nc1, dense_nc2, simplex_etf
-from sklearn.model_selection import StratifiedKFold
 
 from repbench.metrics import collapse as nc
 
@@ -174,7 +173,9 @@ def test_direction_accuracy_planted():
 def test_direction_accuracy_matches_a_manual_fold_loop():
     X, labels = gaussian_classes(np.random.default_rng(11), [20, 30, 25], dim=3, separation=0.8)
     correct = {c: [] for c in range(3)}
-    for train, test in StratifiedKFold(3, shuffle=True, random_state=4).split(X, labels):
+    folds = nc.stratified_folds(labels, 3, seed=4)
+    for fold in range(3):
+        train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         for c in range(3):
             pos, neg = X[train][labels[train] == c].mean(0), X[train][labels[train] != c].mean(0)
             for i in test:
@@ -182,6 +183,16 @@ def test_direction_accuracy_matches_a_manual_fold_loop():
     expected = [np.mean([np.mean([ok for side, ok in correct[c] if side == s]) for s in (True, False)])
                 for c in range(3)]
     assert nc.direction_accuracy(X, labels, n_folds=3, seed=4) == pytest.approx(expected, rel=1e-12)
+
+
+def test_stratified_folds_deal_every_class_evenly():
+    labels = np.repeat([0, 1, 2], [7, 12, 5])
+    folds = nc.stratified_folds(labels, 5, seed=3)
+    for c, size in enumerate([7, 12, 5]):
+        per_fold = np.bincount(folds[labels == c], minlength=5)
+        assert per_fold.sum() == size and per_fold.max() - per_fold.min() <= 1
+    assert not np.array_equal(folds, nc.stratified_folds(labels, 5, seed=4))
+    assert np.array_equal(folds, nc.stratified_folds(labels, 5, seed=3))
 
 
 def test_direction_cosines():

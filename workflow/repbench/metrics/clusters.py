@@ -80,9 +80,7 @@ def validated(X, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def class_means(X: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """(C, D) class means μᶜ."""
-    sums = np.zeros((len(counts), X.shape[1]))
-    np.add.at(sums, codes, X)
-    return sums / counts[:, None]
+    return np.stack([X[codes == c].sum(axis=0) for c in range(len(counts))]) / counts[:, None]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ imbalance does not tilt the centre); M̃ = the (C, D) matrix of rows μᶜ − �
 Concept directions (mass-mean directions, as in Marks & Tegmark 2023): for C = 2 one direction ``1_vs_0``,
 u = (μ¹ − μ⁰)/‖μ¹ − μ⁰‖; for C > 2 one per class ``c_vs_rest``, u = (μᶜ − μ^{¬c})/‖·‖ with μ^{¬c} the mean of
 every sample not in c. Its probe classifies x as the positive side iff (x − m)·u > 0, m = (μ⁺ + μ⁻)/2, with
-the means refitted on the training folds of a stratified k-fold split and scored on the held-out fold;
+the means refitted on the training folds of a stratified k-fold split (seeded) and scored on the held-out fold;
 ``direction_accuracy`` is the balanced accuracy (mean of the two sides' recalls; chance 0.5) over all
 held-out predictions. :func:`direction_cosines` compares the directions of the layers of two models that
 share a space.
@@ -150,22 +150,41 @@ def concept_directions(X, labels) -> tuple[list[str], np.ndarray]:
     return names, directions / norms[:, None]
 
 
+def stratified_folds(codes: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold number (N,) of every sample: each class's members, in an order shuffled by
+    ``np.random.default_rng(seed)``, are dealt to folds 0, 1, …, n_folds − 1, 0, 1, … so every fold holds
+    ⌊nᶜ/k⌋ or ⌈nᶜ/k⌉ members of class c."""
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(codes), dtype=np.int64)
+    for c in range(int(codes.max()) + 1):
+        members = rng.permutation(np.flatnonzero(codes == c))
+        folds[members] = np.arange(len(members)) % n_folds
+    return folds
+
+
 def direction_accuracy(X, labels, n_folds: int = DEFAULT_FOLDS, seed: int = 0) -> np.ndarray:
     """Held-out balanced accuracy (n_directions,) of each mass-mean probe (see the module docstring): stratified
-    ``n_folds``-fold split (scikit-learn ``StratifiedKFold``, shuffled with ``seed``); per fold the means are
-    fitted on the other folds. Needs every class to have at least ``n_folds`` samples."""
-    from sklearn.model_selection import StratifiedKFold
-
+    ``n_folds``-fold split (:func:`stratified_folds`); per fold the means are fitted on the other folds. Needs
+    every class to have at least ``n_folds`` samples."""
     if n_folds < 2:
         raise ValueError(f"direction_accuracy needs n_folds ≥ 2, got {n_folds}")
     X, codes, counts = validated(X, labels, min_members=n_folds, what=f"direction_accuracy ({n_folds} folds)")
-    sides = _sides(codes, len(counts))
+    c = len(counts)
+    sides = _sides(codes, c)
     predicted = np.zeros((len(sides), len(codes)), dtype=bool)
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for train, test in folds.split(X, codes):
-        for d, side in enumerate(sides):
-            direction, midpoint = _mass_mean(X[train], side[train])
-            predicted[d, test] = (X[test] - midpoint) @ direction > 0
+    folds = stratified_folds(codes, n_folds, seed)
+    for fold in range(n_folds):
+        train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        train_counts = np.bincount(codes[train], minlength=c)
+        train_sums = class_means(X[train], codes[train], train_counts) * train_counts[:, None]
+        if c == 2:
+            positive, negative = train_sums[1:] / train_counts[1], train_sums[:1] / train_counts[0]
+        else:  # class c against the rest: the rest's mean from the total minus the class's sum
+            positive = train_sums / train_counts[:, None]
+            negative = (train_sums.sum(axis=0) - train_sums) / (len(train) - train_counts)[:, None]
+        directions, midpoints = positive - negative, 0.5 * (positive + negative)
+        scores = X[test] @ directions.T - np.einsum("kd,kd->k", midpoints, directions)  # (x − m)·u
+        predicted[:, test] = scores.T > 0
     return np.array([0.5 * (predicted[d][side].mean() + (~predicted[d][~side]).mean())
                      for d, side in enumerate(sides)])
 
