@@ -158,6 +158,19 @@ def test_concept_directions_are_unit_mass_mean_differences():
     assert dirs3[1] == pytest.approx(expected / np.linalg.norm(expected), rel=1e-12)
 
 
+def test_concept_directions_by_layer_stacks_layers():
+    rng = np.random.default_rng(14)
+    layers = rng.standard_normal((3, 40, 5))
+    labels = np.repeat([0, 1, 2], [10, 15, 15])
+    names, dirs = nc.concept_directions_by_layer(layers, labels)
+    assert dirs.shape == (3, 3, 5) and names == ["0_vs_rest", "1_vs_rest", "2_vs_rest"]
+    assert dirs[2] == pytest.approx(nc.concept_directions(layers[2], labels)[1], rel=1e-12)
+    # a model against itself, layer by layer: cosine 1 on the diagonal of every concept
+    for concept in range(3):
+        cosines = nc.direction_cosines(dirs[:, concept], dirs[:, concept])
+        assert np.diag(cosines) == pytest.approx(np.ones(3), rel=1e-12)
+
+
 def test_direction_accuracy_planted():
     rng = np.random.default_rng(10)
     # classes apart along one axis: the probe is perfect; identical classes: chance

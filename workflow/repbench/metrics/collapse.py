@@ -162,6 +162,18 @@ def stratified_folds(codes: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     return folds
 
 
+def concept_directions_by_layer(layers, labels) -> tuple[list[str], np.ndarray]:
+    """(names, (L, n_directions, D) unit directions) of every layer of ``layers`` (L, N, D), as the activation
+    store holds one pooling; layer by layer, so a lazily loaded array is read one layer at a time."""
+    names, per_layer = None, []
+    for layer in range(len(layers)):
+        names, directions = concept_directions(np.asarray(layers[layer]), labels)
+        per_layer.append(directions)
+    if not per_layer:
+        raise ValueError("concept directions: no layers given")
+    return names, np.stack(per_layer)
+
+
 def direction_accuracy(X, labels, n_folds: int = DEFAULT_FOLDS, seed: int = 0) -> np.ndarray:
     """Held-out balanced accuracy (n_directions,) of each mass-mean probe (see the module docstring): stratified
     ``n_folds``-fold split (:func:`stratified_folds`); per fold the means are fitted on the other folds. Needs
