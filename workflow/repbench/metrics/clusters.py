@@ -125,7 +125,7 @@ def _blocks(X: np.ndarray, budget_bytes: int, what: str):
     """Yield (row slice, distance block (B, N)) over X, a few N-wide float64 arrays per row in the budget."""
     n = X.shape[0]
     sq = np.einsum("nd,nd->n", X, X)
-    blocks = row_blocks(n, budget_bytes, 4 * n)
+    blocks = row_blocks(n, budget_bytes, 6 * n)
     for rows in tqdm(blocks, desc=what, unit="block", mininterval=2, disable=len(blocks) < 4, leave=False):
         yield rows, block_distances(X[rows], X, sq[rows], sq, np.arange(rows.start, rows.stop),
                                     max_pairs=max(1, budget_bytes // (8 * 4 * max(1, X.shape[1]))))
@@ -155,17 +155,20 @@ def label_overlap(graph, labels, k: int = DEFAULT_K) -> float:
     return float((weights * same).sum() / weights.sum())
 
 
-def silhouette(X, labels, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> float:
-    """Mean silhouette coefficient (see the module docstring), exact, with row blocks of the distance matrix
-    holding at most ``budget_bytes`` (one block (B, N) and its per-class sums (B, C) at a time)."""
+def silhouette_and_dunn(X, labels, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> tuple[float, float]:
+    """(silhouette, dunn) from ONE blocked pass over the distance matrix (both are O(N²·D); see
+    :func:`silhouette` and :func:`dunn`)."""
     X, codes, counts = validated(X, labels)
     n, c = len(codes), len(counts)
     one_hot = np.zeros((n, c))
     one_hot[np.arange(n), codes] = 1.0
-    total = 0.0
-    for rows, dist in _blocks(X, budget_bytes, "silhouette"):
-        sums = dist @ one_hot  # (B, C): Σ of distances to each class
+    total, separation, diameter = 0.0, np.inf, 0.0
+    for rows, dist in _blocks(X, budget_bytes, "silhouette, dunn"):
         own = codes[rows]
+        same = own[:, None] == codes[None, :]
+        separation = min(separation, float(np.where(same, np.inf, dist).min()))
+        diameter = max(diameter, float(np.where(same, dist, 0.0).max()))
+        sums = dist @ one_hot  # (B, C): Σ of distances to each class
         b_rows = np.arange(len(own))
         a = sums[b_rows, own] / np.maximum(counts[own] - 1, 1)
         means = sums / counts[None, :]
@@ -176,7 +179,17 @@ def silhouette(X, labels, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> float:
         defined = (counts[own] > 1) & (denominator > 0)
         s[defined] = (b[defined] - a[defined]) / denominator[defined]
         total += s.sum()
-    return float(total / n)
+    if diameter == 0.0:
+        dunn_index = np.inf if separation > 0 else np.nan
+    else:
+        dunn_index = separation / diameter
+    return float(total / n), dunn_index
+
+
+def silhouette(X, labels, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> float:
+    """Mean silhouette coefficient (see the module docstring), exact, with row blocks of the distance matrix
+    holding at most ``budget_bytes`` (one block (B, N), its same-class mask and per-class sums at a time)."""
+    return silhouette_and_dunn(X, labels, budget_bytes)[0]
 
 
 def calinski_harabasz(X, labels) -> float:
@@ -207,15 +220,7 @@ def dunn(X, labels, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> float:
     """Smallest distance between two samples of different classes ÷ largest distance within one class, exact in
     row blocks of at most ``budget_bytes``. ∞ when every class has diameter 0 (and the classes are apart);
     NaN when both are 0 (coinciding samples in different classes and no spread)."""
-    X, codes, _ = validated(X, labels)
-    separation, diameter = np.inf, 0.0
-    for rows, dist in _blocks(X, budget_bytes, "dunn"):
-        same = codes[rows][:, None] == codes[None, :]
-        separation = min(separation, float(np.where(same, np.inf, dist).min()))
-        diameter = max(diameter, float(np.where(same, dist, 0.0).max()))
-    if diameter == 0.0:
-        return np.inf if separation > 0 else np.nan
-    return separation / diameter
+    return silhouette_and_dunn(X, labels, budget_bytes)[1]
 
 
 def xie_beni(X, labels) -> float:
@@ -288,10 +293,10 @@ def layer_metrics(X, labels, params: Mapping | None = None, graph=None) -> list[
         rows.append({"metric": "label_overlap", "value": np.nan, "k": k, "reason": "no k-NN graph given"})
     else:
         rows.append({"metric": "label_overlap", "value": label_overlap(graph, codes, k), "k": k})
-    rows.append({"metric": "silhouette", "value": silhouette(X, codes, budget)})
+    silhouette_value, value = silhouette_and_dunn(X, codes, budget)
+    rows.append({"metric": "silhouette", "value": silhouette_value})
     rows.append({"metric": "calinski_harabasz", "value": calinski_harabasz(X, codes)})
     rows.append({"metric": "davies_bouldin", "value": davies_bouldin(X, codes)})
-    value = dunn(X, codes, budget)
     row = {"metric": "dunn", "value": value}
     if np.isnan(value):
         row["reason"] = "samples of different classes coincide and no class has spread (0/0)"
