@@ -161,14 +161,13 @@ def test_identical_class_distributions_give_chance_overlap():
 
 
 def test_label_overlap_weights_classes_equally():
-    # class 0 (2 samples) always meets class 1, class 1 (8 samples) only itself: weighted mean = (0 + 1)/2
-    X = np.array([[0.0], [0.1], *[[10.0 + 0.01 * i] for i in range(8)]])
-    labels = np.array([0, 1] + [1] * 8)
-    graph = np.array([[1], [0], *[[j + 1 if j < 9 else 8] for j in range(2, 10)]])
-    per_sample = (labels[graph[:, 0]] == labels).astype(float)
-    weights = 1.0 / np.bincount(labels)[labels]
-    assert cl.label_overlap(graph, labels, 1) == pytest.approx((weights * per_sample).sum() / weights.sum())
-    assert cl.label_overlap(graph, labels, 1) != pytest.approx(per_sample.mean())
+    # class 0 (2 samples) has a class-1 nearest neighbour, class 1 (8 samples) a class-1 one: per-class mean
+    # overlaps 0 and 1, so the class-balanced value is (0 + 1)/2 while the plain sample mean is 8/10
+    labels = np.array([0, 0] + [1] * 8)
+    graph = np.array([[2], [3]] + [[3 + (j % 7)] for j in range(8)])
+    assert (labels[graph[2:, 0]] == 1).all() and (graph[:, 0] != np.arange(10)).all()
+    assert cl.label_overlap(graph, labels, 1) == pytest.approx(0.5, rel=1e-15)
+    assert np.mean(labels[graph[:, 0]] == labels) == pytest.approx(0.8)
 
 
 # ---------------------------------------------------------------------------------------------------- AQI
@@ -213,6 +212,8 @@ def test_layer_metrics_rows():
     assert by_name["label_overlap"]["k"] == 5
     assert by_name["label_overlap"]["value"] == cl.label_overlap(graph, labels, 5)
     assert by_name["silhouette"]["value"] == pytest.approx(skm.silhouette_score(X, labels), abs=1e-9)
+    assert by_name["dunn"]["value"] == pytest.approx(dense_dunn(X, labels), rel=1e-12)
+    assert by_name["xie_beni"]["value"] == pytest.approx(dense_xie_beni(X, labels), rel=1e-12)
     missing = cl.layer_metrics(X, labels, {}, None)[0]
     assert np.isnan(missing["value"]) and missing["reason"] and missing["k"] == cl.DEFAULT_K
 
