@@ -353,3 +353,91 @@ def dense_cka_rbf(A, B, sigma=0.8):
 
     K, L = kernel(A), kernel(B)
     return float(np.trace(K @ H @ L @ H) / np.sqrt(np.trace(K @ H @ K @ H) * np.trace(L @ H @ L @ H)))
+
+
+# ------------------------------------------------------------------- class-label metrics (clusters, collapse)
+
+
+def dense_class_stats(X, labels):
+    """(classes, per-class row arrays, class means) with classes in ascending label order."""
+    X = np.asarray(X, dtype=np.float64)
+    classes = np.unique(labels)
+    members = [X[labels == c] for c in classes]
+    return classes, members, np.array([m.mean(axis=0) for m in members])
+
+
+def dense_label_overlap(X, labels, k):
+    """Σᵢ wᵢ·(same-label fraction of i's k nearest neighbours, self excluded) ÷ Σᵢ wᵢ, wᵢ = 1/n_{yᵢ}; neighbours by
+    a full float64 distance matrix sorted by (distance, index)."""
+    X = np.asarray(X, dtype=np.float64)
+    n = len(X)
+    dist = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(dist, np.inf)
+    numerator = denominator = 0.0
+    for i in range(n):
+        order = np.lexsort((np.arange(n), dist[i]))[:k]
+        weight = 1.0 / np.sum(labels == labels[i])
+        numerator += weight * np.mean(labels[order] == labels[i])
+        denominator += weight
+    return numerator / denominator
+
+
+def dense_dunn(X, labels):
+    """min distance between samples of different classes ÷ max distance within a class, by double loop."""
+    X = np.asarray(X, dtype=np.float64)
+    separation, diameter = np.inf, 0.0
+    for i in range(len(X)):
+        for j in range(len(X)):
+            d = np.linalg.norm(X[i] - X[j])
+            if labels[i] == labels[j]:
+                diameter = max(diameter, d)
+            else:
+                separation = min(separation, d)
+    return separation / diameter
+
+
+def dense_xie_beni(X, labels):
+    """Σᶜ Σ_{i∈c} ‖xᵢ − μᶜ‖² ÷ (N · min_{c≠c′} ‖μᶜ − μ^{c′}‖²)."""
+    _, members, means = dense_class_stats(X, labels)
+    within = sum(((m - mu) ** 2).sum() for m, mu in zip(members, means))
+    closest = min(np.sum((means[a] - means[b]) ** 2) for a in range(len(means)) for b in range(len(means)) if a != b)
+    return within / (len(X) * closest)
+
+
+def dense_nc1(X, labels):
+    """tr(Σ_W Σ_B⁺)/C with the D×D matrices and numpy's pseudo-inverse; μ = mean of the class means."""
+    X = np.asarray(X, dtype=np.float64)
+    classes, members, means = dense_class_stats(X, labels)
+    c = len(classes)
+    centre = means.mean(axis=0)
+    sigma_w = sum((m - mu).T @ (m - mu) for m, mu in zip(members, means)) / len(X)
+    sigma_b = (means - centre).T @ (means - centre) / c
+    return np.trace(sigma_w @ np.linalg.pinv(sigma_b, hermitian=True)) / c
+
+
+def dense_nc2(X, labels):
+    """(equinorm, equiangularity, max_angle) of the class means centred at the mean of the class means, by loops."""
+    _, _, means = dense_class_stats(X, labels)
+    centred = means - means.mean(axis=0)
+    c = len(centred)
+    norms = [np.linalg.norm(v) for v in centred]
+    cosines = [centred[a] @ centred[b] / (norms[a] * norms[b]) for a in range(c) for b in range(c) if a != b]
+    return (np.std(norms) / np.mean(norms), np.std(cosines),
+            np.mean([abs(v + 1.0 / (c - 1)) for v in cosines]))
+
+
+def dense_cdnv(X, labels):
+    """mean over c < c′ of (Vᶜ + V^{c′}) / (2‖μᶜ − μ^{c′}‖²), Vᶜ = mean squared distance to μᶜ."""
+    _, members, means = dense_class_stats(X, labels)
+    variances = [np.mean(((m - mu) ** 2).sum(axis=1)) for m, mu in zip(members, means)]
+    c = len(means)
+    return np.mean([(variances[a] + variances[b]) / (2 * np.sum((means[a] - means[b]) ** 2))
+                    for a in range(c) for b in range(a + 1, c)])
+
+
+def simplex_etf(n_classes, dim, rng, scale=3.0):
+    """(n_classes, dim) vertices of a regular simplex centred at a random offset: rows of the centred identity,
+    rotated into dim dimensions by a random orthonormal basis."""
+    vertices = np.eye(n_classes) - 1.0 / n_classes
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, n_classes)))
+    return scale * vertices @ basis.T + rng.standard_normal(dim)
