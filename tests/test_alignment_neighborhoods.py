@@ -278,3 +278,16 @@ def test_dadapy_information_imbalance():
         ea, eb = euclidean_graph(A, 3), euclidean_graph(B, 3)
         assert nb.info_imbalance(A, B, ea, eb, k) == pytest.approx(case["imbalance_ab"], rel=RTOL)
         assert nb.info_imbalance(B, A, eb, ea, k) == pytest.approx(case["imbalance_ba"], rel=RTOL)
+
+
+def test_ranks_by_count_are_exact_where_the_matrix_product_screen_is_not():
+    """Far from the origin the product form ‖x‖² + ‖y‖² − 2x·y loses every digit of a small distance; the screen's
+    error bound sends those points to the exact difference form, so the ranks still follow the stored graph."""
+    rng = np.random.default_rng(8)
+    X = 1e6 + rng.normal(size=(60, 5)) * 1e-3
+    X[7] = X[3] + 1e-9  # a near-duplicate
+    n = len(X)
+    full = brute_force_knn(X, n - 1, "euclidean")[0]
+    rows = np.repeat(np.arange(n), n - 1)
+    targets = full.ravel().astype(np.int64)
+    np.testing.assert_array_equal(nb._ranks_by_count(X, rows, targets, 2**20), np.tile(np.arange(1, n), n))

@@ -321,34 +321,58 @@ def _rank_sim_terms(positions: np.ndarray) -> np.ndarray:
 def _ranks_by_count(features: np.ndarray, rows: np.ndarray, targets: np.ndarray, budget_bytes: int) -> np.ndarray:
     """rᵢⱼ = 1 + #{l ≠ i : (d(i, l), l) < (d(i, j), j)} for each (i, j) = (rows[s], targets[s]): int64 (S,).
 
-    d = Euclidean distance computed exactly as the stored graphs' (``repbench.neighbors``: float64, fixed
-    summation order), so these ranks continue the stored graph's order beyond kmax. Only the rows that occur
-    are computed, in blocks of b rows with b·N·(D + 1)·8 ≤ ``budget_bytes`` (at least one row): never N×N.
-    O(#rows·N·D + S·N).
+    d = Euclidean distance computed exactly as the stored graphs' (``repbench.neighbors``: float64 differences,
+    fixed summation order), so these ranks continue the stored graph's order beyond kmax. Screen, then settle:
+    the squared distances of a block of rows to every point come from one float64 matrix product,
+    g = ‖xᵢ‖² + ‖x_l‖² − 2xᵢ·x_l, with |g − d²| ≤ E = 4(D + 4)·u·(‖xᵢ‖² + ‖x_l‖²) (u = 2⁻⁵³); points with
+    g < d_t² − E − ε_t are closer than the target for sure, points with g > d_t² + E + ε_t farther, and only the
+    few in between (near-ties) get their exact distance and (distance, index) comparison. Only the rows that occur
+    are computed, in blocks of b rows with b·N·8·3 ≤ ``budget_bytes`` (at least one row): never N×N.
+    O(#rows·N·D) as matrix products + O(S·N) comparisons.
     """
-    points = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float64))
+    points = np.ascontiguousarray(features, dtype=np.float64)
+    points_t = torch.from_numpy(points)
     n, d = points.shape
     ranks = np.empty(len(rows), dtype=np.int64)
     if not len(rows):
         return ranks
+    sq_norms = np.einsum("ij,ij->i", points, points)
+    unit_roundoff = 2.0 ** -53
     order = np.argsort(rows, kind="stable")
     unique_rows, starts = np.unique(rows[order], return_index=True)
     ends = np.append(starts[1:], len(rows))
-    block = max(1, int(budget_bytes) // (8 * n * (d + 1)))
-    columns = np.arange(n)
+    block = max(1, int(budget_bytes) // (8 * n * 3))
     for b0 in range(0, len(unique_rows), block):
         block_rows = unique_rows[b0:b0 + block]
-        distances = _exact_distances_t(points[torch.from_numpy(block_rows)], points[None], "euclidean").numpy()
-        distances[np.arange(len(block_rows)), block_rows] = np.inf  # self excluded
+        gram = points[block_rows] @ points.T
+        screened = sq_norms[block_rows][:, None] + sq_norms[None, :] - 2.0 * gram
+        bound = 4.0 * (d + 4) * unit_roundoff * (sq_norms[block_rows][:, None] + sq_norms[None, :])
         chosen = order[starts[b0]:ends[b0 + len(block_rows) - 1]]
         local = np.searchsorted(block_rows, rows[chosen])
         step = max(1, _CHUNK_ELEMENTS // n)
         for c0 in range(0, len(chosen), step):
             part, where = chosen[c0:c0 + step], local[c0:c0 + step]
-            row_distances = distances[where]
-            at_target = row_distances[np.arange(len(part)), targets[part]][:, None]
-            before = (row_distances < at_target) | ((row_distances == at_target) & (columns < targets[part][:, None]))
-            ranks[part] = 1 + np.count_nonzero(before, axis=1)
+            part_rows, part_targets = rows[part], targets[part]
+            exact_target = _exact_distances_t(points_t[torch.from_numpy(part_rows)],
+                                              points_t[torch.from_numpy(part_targets)][:, None], "euclidean")
+            target_sq = exact_target.numpy()[:, 0] ** 2
+            slack = 4.0 * unit_roundoff * target_sq  # rounding of d_t² itself
+            estimate, error = screened[where], bound[where]
+            low = target_sq[:, None] - error - slack[:, None]
+            high = target_sq[:, None] + error + slack[:, None]
+            closer = estimate < low
+            unsure = ~closer & (estimate <= high)
+            closer[np.arange(len(part)), part_rows] = False  # self is never counted
+            unsure[np.arange(len(part)), part_rows] = False
+            count = np.count_nonzero(closer, axis=1)
+            s_idx, l_idx = np.nonzero(unsure)
+            if len(s_idx):
+                exact = _exact_distances_t(points_t[torch.from_numpy(part_rows[s_idx])],
+                                           points_t[torch.from_numpy(l_idx)][:, None], "euclidean").numpy()[:, 0]
+                at_target = exact_target.numpy()[s_idx, 0]
+                before = (exact < at_target) | ((exact == at_target) & (l_idx < part_targets[s_idx]))
+                count += np.bincount(s_idx[before], minlength=len(part))
+            ranks[part] = 1 + count
     return ranks
 
 
