@@ -312,6 +312,7 @@ def resolve(config: dict) -> list[ModelInstance]:
     if dupes:
         raise ConfigError(f"invalid config at `models`: duplicate model instance(s) {dupes}")
     _check_alignment(config, instances)
+    _check_label_families(config, instances)
     pooling = config["figures"]["pooling"]
     if pooling not in config["extract"]["poolings"]:
         raise ConfigError(
@@ -373,6 +374,37 @@ def _check_neighbor_counts(config: dict) -> None:
             )
 
 
+def _check_label_families(config: dict, instances: list[ModelInstance]) -> None:
+    """Options of the label families that a schema cannot check: graph size, and the direction pairs."""
+    families = config["metrics"]["families"]
+    kmax = config["neighbors"]["kmax"]
+    if "clusters" in families and config["metrics"]["clusters"]["k"] > kmax:
+        raise ConfigError(
+            f"invalid config at `metrics.clusters.k`: needs {config['metrics']['clusters']['k']} neighbours but "
+            f"neighbors.kmax is {kmax}; raise neighbors.kmax or lower k"
+        )
+    known = {i.name: i for i in instances}
+    for j, pair in enumerate(config["metrics"]["collapse"]["direction_pairs"]):
+        for name in pair:
+            if name not in known:
+                raise ConfigError(
+                    f"invalid config at `metrics.collapse.direction_pairs.{j}`: no model instance {name!r}"
+                )
+        shared = set(datasets_for(known[pair[0]], config)) & set(datasets_for(known[pair[1]], config))
+        if not any(labelled(config["datasets"][d]) for d in shared):
+            raise ConfigError(
+                f"invalid config at `metrics.collapse.direction_pairs.{j}`: {pair[0]!r} and {pair[1]!r} share no "
+                "labelled dataset (concept directions need labels on the same samples)"
+            )
+
+
+def labelled(dataset_spec: dict) -> bool:
+    """Whether a dataset has labels (label families run on it)."""
+    from .data.labels import label_source
+
+    return label_source(dataset_spec) is not None
+
+
 def _check_alignment(config: dict, instances: list[ModelInstance]) -> None:
     align = config["alignment"]
     if align["k"] > config["neighbors"]["kmax"]:
@@ -414,6 +446,26 @@ def alignment_pairs(config: dict, instances: list[ModelInstance]) -> list[tuple[
         here = sorted(i.name for i in members if dataset in datasets_for(i, config))
         pairs += [(dataset, a, b) for n, a in enumerate(here) for b in here[n + 1 :]]
     return pairs
+
+
+def direction_pairs(config: dict, instances: list[ModelInstance]) -> list[tuple[str, str, str]]:
+    """``(dataset, A, B)`` whose concept directions are compared layer by layer: on every labelled dataset, every
+    two instances of one model (checkpoints, revisions, its random twin: one architecture, one width), A < B by
+    name, plus ``metrics.collapse.direction_pairs`` on the labelled datasets both run on. Empty without collapse.
+    """
+    if "collapse" not in config["metrics"]["families"]:
+        return []
+    pairs = set()
+    for dataset, spec in config["datasets"].items():
+        if not labelled(spec):
+            continue
+        here = [i for i in instances if dataset in datasets_for(i, config)]
+        for n, a in enumerate(here):
+            pairs.update((dataset, *sorted((a.name, b.name))) for b in here[n + 1:] if a.base == b.base)
+        names = {i.name for i in here}
+        pairs.update((dataset, *sorted(pair)) for pair in config["metrics"]["collapse"]["direction_pairs"]
+                     if set(pair) <= names)
+    return sorted(pairs)
 
 
 def load_config(path: str | Path) -> tuple[dict, list[ModelInstance]]:

@@ -15,7 +15,8 @@ What a metric reads decides which stores its job needs:
 * ``features`` — the pooled activations ``results/activations/{dataset}/{model}.zarr``;
 * ``graphs`` — the exact k-NN graphs ``results/neighbors/{dataset}/{space}/{model}.zarr`` of ``space``
   (``cosine``: L2-normalised rows, for alignment; ``euclidean``: raw rows, for intrinsic dimension);
-* ``spectra`` — the per-layer eigenvalues ``results/spectra/{dataset}/{model}.zarr``.
+* ``spectra`` — the per-layer eigenvalues ``results/spectra/{dataset}/{model}.zarr``;
+* ``labels`` — the per-sample labels stored with the activations (label families run on labelled datasets only).
 
 ``dense`` marks metrics whose cost grows with products of the features (O(N·D²) per layer or layer pair) rather
 than with the graph size O(N·k): resource estimates and the permutation null treat them differently.
@@ -33,9 +34,13 @@ FAMILIES = {  # family -> scope
     "geometry": "layer",
     "spectral": "layer",
     "intrinsic_dim": "layer",
+    "probes": "layer",
+    "clusters": "layer",
+    "collapse": "layer",
     "alignment": "pair",
 }
 LAYER_FAMILIES = tuple(f for f, scope in FAMILIES.items() if scope == "layer")
+LABEL_FAMILIES = ("probes", "clusters", "collapse")  # run only on datasets with labels (they read ``labels``)
 SPACES = ("cosine", "euclidean")
 
 
@@ -69,6 +74,27 @@ METRICS: dict[str, Metric] = {
         Metric("gride", "intrinsic_dim", ("graphs", "features"), space="euclidean"),
         Metric("mle_levina_bickel", "intrinsic_dim", ("graphs", "features"), space="euclidean"),
         Metric("local_id", "intrinsic_dim", ("graphs", "features"), space="euclidean"),
+        # probes: cross-validated linear probes of the labels (classes or a numeric target)
+        Metric("probe_accuracy", "probes", ("features", "labels")),
+        Metric("probe_balanced_accuracy", "probes", ("features", "labels")),
+        Metric("probe_macro_f1", "probes", ("features", "labels")),
+        Metric("probe_chance_accuracy", "probes", ("features", "labels")),
+        Metric("probe_r2", "probes", ("features", "labels")),
+        Metric("probe_chance_r2", "probes", ("features", "labels")),
+        # clusters: how the classes sit in the layer (label overlap on the euclidean graph)
+        Metric("label_overlap", "clusters", ("graphs", "labels"), space="euclidean"),
+        Metric("silhouette", "clusters", ("features", "labels")),
+        Metric("calinski_harabasz", "clusters", ("features", "labels")),
+        Metric("davies_bouldin", "clusters", ("features", "labels"), lower_is_more_similar=True),
+        Metric("dunn", "clusters", ("features", "labels")),
+        Metric("xie_beni", "clusters", ("features", "labels"), lower_is_more_similar=True),
+        # collapse: neural collapse of the class means, and the classes' mass-mean directions
+        Metric("nc1", "collapse", ("features", "labels"), lower_is_more_similar=True),
+        Metric("nc2_equinorm", "collapse", ("features", "labels"), lower_is_more_similar=True),
+        Metric("nc2_equiangularity", "collapse", ("features", "labels"), lower_is_more_similar=True),
+        Metric("nc2_max_angle", "collapse", ("features", "labels"), lower_is_more_similar=True),
+        Metric("cdnv", "collapse", ("features", "labels"), lower_is_more_similar=True),
+        Metric("direction_accuracy", "collapse", ("features", "labels")),
         # alignment of two models' layers (PRH family)
         Metric("mutual_knn", "alignment", ("graphs",), space="cosine", per_sample="mutual_knn_per_sample"),
         Metric("cycle_knn_ab", "alignment", ("graphs",), space="cosine", per_sample="cycle_knn_ab_per_sample"),

@@ -330,6 +330,32 @@ class Estimator:
         seconds = lp * (n * kmax * 200.0 / CPU_FLOPS_PER_THREAD + n * s.hidden * 4 / READ_BYTES_PER_S + 1.0)
         return _need(mem / MB, seconds)
 
+    def _probes(self, w, threads):
+        """Logistic probes: (folds + permutations) L-BFGS fits per layer, each ~ iterations × 2·N·D·C flops."""
+        s, n, lp = self._layer_facts(w)
+        opts = self.config["metrics"]["probes"]
+        fits = opts["n_folds"] * (1 + opts["n_permutations"])
+        mem = TORCH_BASE_MB * MB + 6 * n * s.hidden * 8
+        seconds = lp * (fits * 100 * 2.0 * n * s.hidden * 16 / (DENSE_FLOPS_PER_THREAD * threads)
+                        + n * s.hidden * 4 / READ_BYTES_PER_S + 0.5)
+        return _need(mem / MB, seconds)
+
+    def _clusters(self, w, threads):
+        """Silhouette and Dunn: blocked exact N²·D distances per layer; the rest O(N·D)."""
+        s, n, lp = self._layer_facts(w)
+        opts = self.config["metrics"]["clusters"]
+        mem = BASE_MB * MB + 4 * n * s.hidden * 8 + opts["budget_mb"] * MB
+        seconds = lp * (2.0 * n * n * s.hidden / DENSE_FLOPS_PER_THREAD + 20.0 * n * n / CPU_FLOPS_PER_THREAD
+                        + n * s.hidden * 4 / READ_BYTES_PER_S + 0.2)
+        return _need(mem / MB, seconds)
+
+    def _collapse(self, w, threads):
+        """Class means, their thin SVD and the direction probes: O(N·D·C) per layer."""
+        s, n, lp = self._layer_facts(w)
+        mem = BASE_MB * MB + 4 * n * s.hidden * 8 + lp * 16 * s.hidden * 4
+        seconds = lp * (40.0 * n * s.hidden / CPU_FLOPS_PER_THREAD + n * s.hidden * 4 / READ_BYTES_PER_S + 0.2)
+        return _need(mem / MB, seconds)
+
     def _alignment(self, w, threads):
         sa, sb, n = self.shape(w["a"]), self.shape(w["b"]), self.samples(w["dataset"])
         options = self.config["alignment"]

@@ -11,6 +11,8 @@ from repbench.config import (
     alignment_pairs,
     canonical,
     datasets_for,
+    direction_pairs,
+    labelled,
     neighbor_spaces,
     resolve,
     validate_config,
@@ -20,13 +22,20 @@ try:
     validate_config(config)
     INSTANCES = {inst.name: inst for inst in resolve(config)}
     PAIRS = alignment_pairs(config, list(INSTANCES.values()))
+    DIRECTION_PAIRS = direction_pairs(config, list(INSTANCES.values()))
 except ConfigError as exc:
     raise WorkflowError(f"repbench config error: {exc}") from None
 
 RESULTS = "results"
 CONDA_ENV = "../../envs/repbench.yaml"  # used with --sdm conda; mirrors pyproject.toml
 FIGURE_FORMATS = config["figures"]["formats"]
-FAMILIES = config["metrics"]["families"]
+LABELLED = sorted(d for d, spec in config["datasets"].items() if labelled(spec))
+# label families run on labelled datasets only: without one they have nothing to do
+FAMILIES = [
+    f
+    for f in config["metrics"]["families"]
+    if f not in registry.LABEL_FAMILIES or LABELLED
+]
 ALIGNMENT = config["alignment"]
 # cosine graphs serve alignment (L2-normalised rows), euclidean graphs intrinsic dimension (raw rows)
 NEIGHBOR_SPACES = neighbor_spaces(config, bool(PAIRS))
@@ -64,8 +73,19 @@ def graphs(dataset, space, model):
     return f"{RESULTS}/neighbors/{dataset}/{space}/{model}.zarr"
 
 
+def family_datasets(family):
+    """The datasets a per-layer family runs on (label families: the labelled ones)."""
+    if family in registry.LABEL_FAMILIES:
+        return [d for d in datasets() if d in LABELLED]
+    return datasets()
+
+
 def per_model_tables(family):
-    return [f"{RESULTS}/metrics/{d}/{m}/{family}.csv" for d, m in model_dataset_pairs()]
+    return [
+        f"{RESULTS}/metrics/{d}/{m}/{family}.csv"
+        for d, m in model_dataset_pairs()
+        if d in family_datasets(family)
+    ]
 
 
 def figures(name, datasets_=None):
@@ -86,7 +106,16 @@ def all_outputs():
     outs = [activations(d, m) for d, m in model_dataset_pairs()]
     for family in FAMILIES:
         outs.append(f"{RESULTS}/tables/{family}.csv")
-        outs += figures(family)
+        outs += figures(family, family_datasets(family))
+    if "probes" in FAMILIES:
+        outs.append(f"{RESULTS}/tables/concept_depth.csv")
+    if "clusters" in FAMILIES:
+        outs.append(f"{RESULTS}/tables/aqi.csv")
+    if "probes" in FAMILIES and "collapse" in FAMILIES and has_steps():
+        outs += figures("label_steps", family_datasets("probes"))
+    if "collapse" in FAMILIES and DIRECTION_PAIRS:
+        outs.append(f"{RESULTS}/tables/directions.csv")
+        outs += figures("directions", sorted({d for d, _, _ in DIRECTION_PAIRS}))
     if "spectral" in FAMILIES:
         outs.append(f"{RESULTS}/tables/spectra.csv")
         outs += figures("spectral_eigenspectrum")

@@ -199,3 +199,68 @@ rule figure_alignment:
         options=figure_options("figure_alignment", "alignment"),
     script:
         "../repbench/stages/figures.py"
+
+
+rule figure_label_steps:
+    """Concept depth, best probe score and last-layer NC1 against training step (models with checkpoints)."""
+    input:
+        depth=f"{RESULTS}/tables/concept_depth.csv",
+        collapse=f"{RESULTS}/tables/collapse.csv",
+    output:
+        [
+            report(
+                f"{RESULTS}/figures/{{dataset}}/label_steps.{fmt}",
+                caption="../report/labels.rst",
+                category="Figures",
+                subcategory="labels",
+                labels={"dataset": "{dataset}", "figure": "steps", "format": fmt},
+            )
+            for fmt in FIGURE_FORMATS
+        ],
+    log:
+        f"{RESULTS}/logs/figure/{{dataset}}/label_steps.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figure/{{dataset}}/label_steps.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb("aggregate"),
+        runtime=runtime("aggregate"),
+    params:
+        pooling=config["figures"]["pooling"],
+        dpi=config["figures"]["dpi"],
+    script:
+        "../repbench/stages/figures.py"
+
+
+rule figure_directions:
+    """Cosine of the concept directions of instances that share a space, by relative depth."""
+    input:
+        f"{RESULTS}/tables/directions.csv",
+    output:
+        [
+            report(
+                f"{RESULTS}/figures/{{dataset}}/directions.{fmt}",
+                caption="../report/labels.rst",
+                category="Figures",
+                subcategory="labels",
+                labels={"dataset": "{dataset}", "figure": "directions", "format": fmt},
+            )
+            for fmt in FIGURE_FORMATS
+        ],
+    log:
+        f"{RESULTS}/logs/figure/{{dataset}}/directions.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figure/{{dataset}}/directions.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=mem_mb("aggregate"),
+        runtime=runtime("aggregate"),
+    params:
+        pooling=config["figures"]["pooling"],
+        dpi=config["figures"]["dpi"],
+    script:
+        "../repbench/stages/figures.py"

@@ -34,8 +34,44 @@ def figure(job) -> None:
         from repbench.figures.intrinsic_dim import depth_figure
 
         fig = depth_figure(sub, gride_n1=job.params.options["gride_n1"], title=title)
+    elif family == "probes":
+        from repbench.figures.labels import probe_figure
+
+        fig = probe_figure(sub, title=title)
+    elif family in ("clusters", "collapse"):
+        from repbench.figures.labels import per_layer_means
+
+        sub = per_layer_means(sub)
+        fig = figures.depth_curves(sub, sorted(sub["metric"].unique()), title=title)
     else:
         fig = figures.depth_curves(sub, sorted(sub["metric"].unique()), title=title)
+    figures.save(fig, list(job.output), dpi=job.params.dpi)
+
+
+def figure_label_steps(job) -> None:
+    """Concept depth, best probe score and last-layer NC1 against training step."""
+    import pandas as pd
+
+    from repbench import figures
+    from repbench.figures.labels import steps_figure
+
+    dataset, pooling = job.wildcards.dataset, job.params.pooling
+    depth = _rows(pd.read_csv(job.input.depth), dataset, pooling, job.input.depth)
+    collapse = _rows(pd.read_csv(job.input.collapse), dataset, pooling, job.input.collapse)
+    fig = steps_figure(depth, collapse, title=f"labels over training · {dataset} · {pooling} pooling")
+    figures.save(fig, list(job.output), dpi=job.params.dpi)
+
+
+def figure_directions(job) -> None:
+    """Cosine of concept directions between instances that share a space, by relative depth."""
+    import pandas as pd
+
+    from repbench import figures
+    from repbench.figures.labels import directions_figure
+
+    dataset, pooling = job.wildcards.dataset, job.params.pooling
+    sub = _rows(pd.read_csv(job.input[0]), dataset, pooling, job.input[0])
+    fig = directions_figure(sub, title=f"concept directions · {dataset} · {pooling} pooling")
     figures.save(fig, list(job.output), dpi=job.params.dpi)
 
 
@@ -118,4 +154,5 @@ if __name__ == "__main__":  # run by the rules of workflow/rules/figures.smk (sc
 
     run_job(snakemake, {"table": table, "figure": figure, "figure_id_scales": figure_id_scales,  # noqa: F821
                         "figure_spectral_steps": figure_spectral_steps, "figure_eigenspectrum": figure_eigenspectrum,
-                        "figure_alignment": figure_alignment})
+                        "figure_alignment": figure_alignment, "figure_label_steps": figure_label_steps,
+                        "figure_directions": figure_directions})
