@@ -183,40 +183,46 @@ def fit_logistic(X, codes: np.ndarray, train: np.ndarray, n_classes: int, C: flo
     var = (M.T @ (Xc.to(f64) ** 2)) / nt[:, None] - mu**2
     sd = var.clamp_min(0).sqrt()
     sd = torch.where(sd > 1e-12 * (1 + mu.abs()), sd, torch.ones_like(sd))  # sklearn: scale 1 for constant
-    weight = (M / nt).to(f64)  # (N, P): 1/n on training rows
+    weight64 = M / nt  # (N, P): 1/n on training rows
+    weight = weight64.to(fdt)
     lab = torch.as_tensor(codes, device=dev, dtype=torch.long)
-    if k == 1:
-        target = lab.to(f64)  # (N, P)
-    else:
-        onehot = torch.zeros(n, p, k, device=dev, dtype=f64)
-        onehot.scatter_(2, lab[:, :, None], 1.0)
+    target = lab.to(fdt)  # binomial: y ∈ {0, 1}
     reg = 1.0 / (C * nt)  # (P,)
 
-    def evaluate(theta):
-        """theta: (P, D+1, K) float64 → loss (P,), gradient (P, D+1, K), logits (N, P, K)."""
+    def logits(theta):
+        """(N, P, K) decision values of theta (P, D+1, K) float64, in the compute dtype."""
         W, b = theta[:, :d], theta[:, d]  # (P, D, K), (P, K)
         A = W / sd[:, :, None]
         c = b - torch.einsum("pd,pdk->pk", mu, A)
-        Z = (Xc @ A.permute(1, 0, 2).reshape(d, p * k).to(fdt)).reshape(n, p, k).to(f64) + c
+        return (Xc @ A.permute(1, 0, 2).reshape(d, p * k).to(fdt)).reshape(n, p, k) + c.to(fdt)
+
+    def evaluate(theta):
+        """theta: (P, D+1, K) float64 → F/(C n) (P,) and its gradient (P, D+1, K), both float64. Elementwise
+        work in the compute dtype, sums over samples of the losses in float64."""
+        W = theta[:, :d]
+        Z = logits(theta)
         if k == 1:
             z = Z[..., 0]
             per = torch.nn.functional.softplus(z) - target * z
             G = (weight * (torch.sigmoid(z) - target))[..., None]
         else:
             lse = torch.logsumexp(Z, dim=2)
-            per = lse - (Z * onehot).sum(2)
-            G = weight[..., None] * (torch.exp(Z - lse[..., None]) - onehot)
-        loss = (weight * per).sum(0) + 0.5 * reg * (W * W).sum((1, 2))
-        gsum = G.sum(0)  # (P, K)
-        XtG = (Xc.T @ G.reshape(n, p * k).to(fdt)).to(f64).reshape(d, p, k).permute(1, 0, 2)
+            per = lse - Z.gather(2, lab[:, :, None])[..., 0]
+            G = torch.softmax(Z, dim=2)
+            G.scatter_add_(2, lab[:, :, None], torch.full((n, p, 1), -1.0, device=dev, dtype=fdt))
+            G *= weight[..., None]
+        del Z
+        loss = (weight64 * per.to(f64)).sum(0) + 0.5 * reg * (W * W).sum((1, 2))
+        gsum = G.sum(0, dtype=f64)  # (P, K)
+        XtG = (Xc.T @ G.reshape(n, p * k)).to(f64).reshape(d, p, k).permute(1, 0, 2)
         gW = (XtG - mu[:, :, None] * gsum[:, None, :]) / sd[:, :, None] + reg[:, None, None] * W
-        return loss, torch.cat([gW, gsum[:, None, :]], 1), Z
+        return loss, torch.cat([gW, gsum[:, None, :]], 1)
 
     theta = torch.zeros(p, d + 1, k, device=dev, dtype=f64)
     if init is not None:
         theta[:, :d] = torch.as_tensor(init[0], device=dev, dtype=f64).reshape(p, d, k)
         theta[:, d] = torch.as_tensor(init[1], device=dev, dtype=f64).reshape(p, k)
-    loss, grad, Z = evaluate(theta)
+    loss, grad = evaluate(theta)
     S = torch.zeros(history, p, d + 1, k, device=dev, dtype=f64)
     Y = torch.zeros_like(S)
     rho = torch.zeros(history, p, device=dev, dtype=f64)
@@ -258,15 +264,14 @@ def fit_logistic(X, codes: np.ndarray, train: np.ndarray, n_classes: int, C: flo
         # backtracking Armijo line search, per problem
         step = active.to(f64)
         accepted = ~active
-        new_loss, new_grad, new_Z = loss.clone(), grad.clone(), Z
+        new_loss, new_grad = loss.clone(), grad.clone()
         for _ls in range(40):
             trial = theta + step[:, None, None] * direction
-            t_loss, t_grad, t_Z = evaluate(trial)
+            t_loss, t_grad = evaluate(trial)
             # Armijo, or (convexity) a directional derivative still ≤ 0 at the trial point: then F decreased
             # along the whole segment, a test that float32 logits' rounding in F cannot break
             ok = (~accepted) & ((t_loss <= loss + 1e-4 * step * slope) | (dot(t_grad, direction) <= 0))
             new_loss[ok], new_grad[ok] = t_loss[ok], t_grad[ok]
-            new_Z = torch.where(ok[None, :, None], t_Z, new_Z)
             accepted |= ok
             if accepted.all():
                 break
@@ -286,7 +291,7 @@ def fit_logistic(X, codes: np.ndarray, train: np.ndarray, n_classes: int, C: flo
             S[-1, keep], Y[-1, keep], rho[-1, keep] = s[keep], yv[keep], 1.0 / sy[keep]
             n_hist[keep] = (n_hist[keep] + 1).clamp_max(history)
         previous = loss
-        loss, grad, Z = new_loss, new_grad, new_Z
+        loss, grad = new_loss, new_grad
         n_iter += active.long()
         gmax = grad.abs().amax((1, 2))
         done = done | (gmax <= tol)
@@ -297,7 +302,7 @@ def fit_logistic(X, codes: np.ndarray, train: np.ndarray, n_classes: int, C: flo
     return LogisticFit(coef=theta[:, :d].cpu().numpy(), intercept=theta[:, d].cpu().numpy(),
                        mean=(mu + global_mean).cpu().numpy(), scale=sd.cpu().numpy(),
                        loss=loss.cpu().numpy(), grad_max=gmax.cpu().numpy(), n_iter=n_iter.cpu().numpy(),
-                       converged=done.cpu().numpy(), logits=Z.cpu().numpy())
+                       converged=done.cpu().numpy(), logits=logits(theta).cpu().numpy())
 
 
 # ---------------------------------------------------------------------------------------------- scores

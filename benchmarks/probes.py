@@ -1,0 +1,118 @@
+"""Benchmark: layer-wise logistic probes, repbench (batched torch L-BFGS) vs the reference protocol, in one run.
+
+Workload (seeded, float32 like stored activations): L layers of N samples in D dimensions, K balanced classes;
+layer ℓ = class mean·s(ℓ) + isotropic noise + a shared random offset, with a class signal s(ℓ) that grows with
+depth (s(ℓ) = 0.05 + 0.6·ℓ/(L−1), so accuracy climbs from near chance to near 1): x = s(ℓ)·m_y + ε + o,
+m_k ~ N(0, I/√D·…) fixed over layers (see :func:`make_layers`).
+
+Both paths use the same folds, ``StratifiedKFold(n_folds, shuffle=True, random_state=0)``, and the same
+objective (C = 1, standardisation fit on the training fold), no permutation baseline (n_permutations = 0):
+
+- repbench: :func:`repbench.metrics.probes.probe_layers` (all folds of a layer in one batched L-BFGS, float32
+  logits, tol = 1e-4 on max |∇| like scikit-learn's gtol, warm start from the previous layer);
+- reference (the Concept Depth protocol, with scaling): per layer and fold ``StandardScaler`` on the training
+  fold, ``LogisticRegression(C=1, max_iter=1000)`` (lbfgs, tol = 1e-4), accuracy on the test fold.
+
+Prints both times, ratio = reference_s / repbench_s (> 1: repbench faster), the largest |accuracy difference|
+over layers and folds, both mean accuracy curves, peak memory (tracemalloc of Python/NumPy allocations, and
+the process's max RSS). Times exclude data generation.
+
+Usage: python benchmarks/probes.py [--quick] [--n N] [--d D] [--layers L] [--classes K] [--folds F]
+Last line: ``probes: repbench_s=<f> reference_s=<f> ratio=<f> max_acc_diff=<f>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import resource
+import sys
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "workflow"))
+
+from repbench.metrics.probes import classification_scores, probe_layers, stratified_folds  # noqa: E402
+
+
+def make_layers(n: int, d: int, n_layers: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(L, N, D) float32 activations and (N,) labels: x_ℓ = s(ℓ)·m_y + ε_ℓ + o, s(ℓ) = 0.05 + 0.6·ℓ/(L−1),
+    m_k ~ N(0, I), ε_ℓ ~ N(0, I) drawn per layer, o ~ N(0, 4 I) one offset for all samples."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    rng.shuffle(y)
+    means = rng.standard_normal((n_classes, d)).astype(np.float32) / np.sqrt(d) * 4
+    offset = 2 * rng.standard_normal(d).astype(np.float32)
+    layers = np.empty((n_layers, n, d), dtype=np.float32)
+    for layer in range(n_layers):
+        signal = 0.05 + 0.6 * layer / max(1, n_layers - 1)
+        layers[layer] = signal * means[y] + rng.standard_normal((n, d), dtype=np.float32) + offset
+    return layers, y
+
+
+def reference(layers: np.ndarray, y: np.ndarray, n_folds: int) -> np.ndarray:
+    """(L, n_folds) test accuracies of the reference protocol."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    folds = stratified_folds(y, n_folds, 0)
+    accuracy = np.zeros((len(layers), n_folds))
+    for layer, X in enumerate(layers):
+        for f, (train, test) in enumerate(folds):
+            scaler = StandardScaler().fit(X[train])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = LogisticRegression(C=1.0, max_iter=1000).fit(scaler.transform(X[train]), y[train])
+            accuracy[layer, f] = classification_scores(y[test], model.predict(scaler.transform(X[test])))["accuracy"]
+    return accuracy
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (N=2000, D=64, 4 layers)")
+    parser.add_argument("--n", type=int)
+    parser.add_argument("--d", type=int)
+    parser.add_argument("--layers", type=int)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--folds", type=int, default=5)
+    args = parser.parse_args(argv)
+    n = args.n or (2000 if args.quick else 20000)
+    d = args.d or (64 if args.quick else 768)
+    n_layers = args.layers or (4 if args.quick else 13)
+    layers, y = make_layers(n, d, n_layers, args.classes)
+    print(f"workload: N={n} D={d} layers={n_layers} classes={args.classes} folds={args.folds} float32", flush=True)
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    results = probe_layers(layers, y, n_folds=args.folds, n_permutations=0, seed=0, progress=False)
+    repbench_s = time.perf_counter() - start
+    _, repbench_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    ours = np.stack([r["accuracy"] for r in results])
+    iterations = [r["n_iter"] for r in results]
+    print(f"repbench: {repbench_s:.2f} s, tracemalloc peak {repbench_peak / 2**20:.0f} MiB, "
+          f"converged={all(r['converged'] for r in results)}, L-BFGS iterations per layer {iterations}", flush=True)
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    theirs = reference(layers, y, args.folds)
+    reference_s = time.perf_counter() - start
+    _, reference_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"reference (sklearn LogisticRegression per layer and fold): {reference_s:.2f} s, "
+          f"tracemalloc peak {reference_peak / 2**20:.0f} MiB", flush=True)
+    print("mean accuracy per layer, repbench :", np.round(ours.mean(1), 4).tolist())
+    print("mean accuracy per layer, reference:", np.round(theirs.mean(1), 4).tolist())
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print(f"process max RSS {max_rss:.0f} MiB (includes the {layers.nbytes / 2**20:.0f} MiB of data)")
+    diff = float(np.abs(ours - theirs).max())
+    print(f"probes: repbench_s={repbench_s:.3f} reference_s={reference_s:.3f} "
+          f"ratio={reference_s / repbench_s:.3f} max_acc_diff={diff:.5f}")
+
+
+if __name__ == "__main__":
+    main()
