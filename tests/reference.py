@@ -269,3 +269,45 @@ def null_calibration(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=al.
     prepared_a = al.prepare_model(layers_a, graphs_a, k, metrics, **options)
     prepared_b = al.prepare_model(layers_b, graphs_b, k, metrics, **options)
     return al.null_calibration_prepared(prepared_a, prepared_b, metrics, n_permutations, seed)
+
+
+# ------------------------------------------------------------------------------------ probes
+
+
+def standardise(X_train, X_test):
+    """(X − μ_train) / σ_train with the population std of the training rows (1 for a constant feature)."""
+    mean = X_train.mean(0)
+    scale = X_train.std(0)
+    scale[scale == 0] = 1.0
+    return (X_train - mean) / scale, (X_test - mean) / scale
+
+
+def dense_logistic_objective(Z, y, W, b, C):
+    """F(W, b) / (C n) in float64 straight from the formula: multinomial when W has K ≥ 3 columns,
+    binomial (one column, y ∈ {0, 1}) otherwise: (1/n) Σᵢ loss_i + ‖W‖² / (2 C n)."""
+    Z, W, b = np.asarray(Z, np.float64), np.asarray(W, np.float64), np.asarray(b, np.float64)
+    n = len(y)
+    logits = Z @ W + b
+    if W.shape[1] == 1:
+        z = logits[:, 0]
+        losses = np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0) - y * z
+    else:
+        top = logits.max(1, keepdims=True)
+        lse = np.log(np.exp(logits - top).sum(1)) + top[:, 0]
+        losses = lse - logits[np.arange(n), y]
+    return float(losses.mean() + (W**2).sum() / (2 * C * n))
+
+
+def dense_ridge(X_train, y_train, X_test, alpha):
+    """Ridge predictions on standardised features: w = (X̃ᵀX̃ + αI)⁻¹ X̃ᵀ(y − ȳ), ŷ = X̃_test w + ȳ (float64)."""
+    Z_train, Z_test = standardise(np.asarray(X_train, np.float64), np.asarray(X_test, np.float64))
+    w = np.linalg.solve(Z_train.T @ Z_train + alpha * np.eye(Z_train.shape[1]), Z_train.T @ (y_train - y_train.mean()))
+    return Z_test @ w + y_train.mean()
+
+
+def first_layer_reaching(accuracies, threshold):
+    """The first index whose accuracy is ≥ threshold, by a plain loop."""
+    for layer, value in enumerate(accuracies):
+        if value >= threshold:
+            return layer
+    raise AssertionError("no layer reaches the threshold")

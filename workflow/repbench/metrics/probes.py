@@ -294,10 +294,11 @@ def fit_logistic(X, codes: np.ndarray, train: np.ndarray, n_classes: int, C: flo
         loss, grad = new_loss, new_grad
         n_iter += active.long()
         gmax = grad.abs().amax((1, 2))
-        done = done | (gmax <= tol)
-        # no progress possible at this precision (scikit-learn's ftol analogue)
-        flat = (previous - loss).abs() <= 64 * torch.finfo(f64).eps * loss.abs().clamp_min(1.0)
-        stalled = stalled | (active & (failed | flat) & ~done)
+        # converged: max |∇| ≤ tol, or a relative decrease of F ≤ 64 float64 eps (scipy's ftol, which
+        # scikit-learn sets to this value and counts as convergence); a failed line search is not
+        flat = moved & ((previous - loss).abs() <= 64 * torch.finfo(f64).eps * loss.abs().clamp_min(1.0))
+        done = done | (gmax <= tol) | flat
+        stalled = stalled | (active & failed & ~done)
 
     return LogisticFit(coef=theta[:, :d].cpu().numpy(), intercept=theta[:, d].cpu().numpy(),
                        mean=(mu + global_mean).cpu().numpy(), scale=sd.cpu().numpy(),
