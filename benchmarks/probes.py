@@ -15,9 +15,13 @@ objective (C = 1, standardisation fit on the training fold), no permutation base
 
 Prints both times, ratio = reference_s / repbench_s (> 1: repbench faster), the largest |accuracy difference|
 over layers and folds, both mean accuracy curves, peak memory (tracemalloc of Python/NumPy allocations, and
-the process's max RSS). Times exclude data generation.
+the process's max RSS after the repbench path). Times exclude data generation and one untimed warm-up of both paths on 500 samples of one layer.
 
-Usage: python benchmarks/probes.py [--quick] [--n N] [--d D] [--layers L] [--classes K] [--folds F]
+Threads: both paths run with the same thread count (``--threads``, default 1: torch.set_num_threads and
+threadpoolctl's BLAS/OpenMP limit for NumPy/scikit-learn), because on a shared, loaded machine torch's OpenMP
+pool slows down by an order of magnitude when other processes hold the cores.
+
+Usage: python benchmarks/probes.py [--quick] [--n N] [--d D] [--layers L] [--classes K] [--folds F] [--threads T]
 Last line: ``probes: repbench_s=<f> reference_s=<f> ratio=<f> max_acc_diff=<f>``.
 """
 
@@ -71,6 +75,22 @@ def reference(layers: np.ndarray, y: np.ndarray, n_folds: int) -> np.ndarray:
     return accuracy
 
 
+def max_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def traced_peak_mib(X: np.ndarray, y: np.ndarray, n_folds: int) -> float:
+    """tracemalloc peak of one untimed repbench layer (tracemalloc slows Python-level work, so never timed)."""
+    from repbench.metrics.probes import probe_classification
+
+    tracemalloc.start()
+    probe_classification(X, y, n_folds=n_folds, n_permutations=0, seed=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (N=2000, D=64, 4 layers)")
@@ -79,36 +99,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
     n = args.n or (2000 if args.quick else 20000)
     d = args.d or (64 if args.quick else 768)
     n_layers = args.layers or (4 if args.quick else 13)
     layers, y = make_layers(n, d, n_layers, args.classes)
-    print(f"workload: N={n} D={d} layers={n_layers} classes={args.classes} folds={args.folds} float32", flush=True)
+    print(f"workload: N={n} D={d} layers={n_layers} classes={args.classes} folds={args.folds} float32 threads={args.threads}", flush=True)
 
-    tracemalloc.start()
+    # warm-up, untimed: first-call costs (torch kernels, scikit-learn imports) are not the algorithms' cost
+    probe_layers(layers[:1, :500], y[:500], n_folds=args.folds, n_permutations=0, progress=False)
+    reference(layers[:1, :500], y[:500], args.folds)
+    rss_before = max_rss_mib()
     start = time.perf_counter()
     results = probe_layers(layers, y, n_folds=args.folds, n_permutations=0, seed=0, progress=False)
     repbench_s = time.perf_counter() - start
-    _, repbench_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    rss_repbench = max_rss_mib()
     ours = np.stack([r["accuracy"] for r in results])
     iterations = [r["n_iter"] for r in results]
-    print(f"repbench: {repbench_s:.2f} s, tracemalloc peak {repbench_peak / 2**20:.0f} MiB, "
-          f"converged={all(r['converged'] for r in results)}, L-BFGS iterations per layer {iterations}", flush=True)
+    print(f"repbench: {repbench_s:.2f} s, converged={all(r['converged'] for r in results)}, "
+          f"L-BFGS iterations per layer {iterations}", flush=True)
+    print(f"repbench peak memory: max RSS {rss_repbench:.0f} MiB (before: {rss_before:.0f} MiB, with the data and "
+          f"the imports); one layer again under tracemalloc: {traced_peak_mib(layers[-1], y, args.folds):.0f} MiB "
+          "of NumPy/Python allocations", flush=True)
 
-    tracemalloc.start()
     start = time.perf_counter()
     theirs = reference(layers, y, args.folds)
     reference_s = time.perf_counter() - start
-    _, reference_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
     print(f"reference (sklearn LogisticRegression per layer and fold): {reference_s:.2f} s, "
-          f"tracemalloc peak {reference_peak / 2**20:.0f} MiB", flush=True)
+          f"max RSS after it {max_rss_mib():.0f} MiB", flush=True)
     print("mean accuracy per layer, repbench :", np.round(ours.mean(1), 4).tolist())
     print("mean accuracy per layer, reference:", np.round(theirs.mean(1), 4).tolist())
-    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-    print(f"process max RSS {max_rss:.0f} MiB (includes the {layers.nbytes / 2**20:.0f} MiB of data)")
+    print(f"data: {layers.nbytes / 2**20:.0f} MiB")
     diff = float(np.abs(ours - theirs).max())
     print(f"probes: repbench_s={repbench_s:.3f} reference_s={reference_s:.3f} "
           f"ratio={reference_s / repbench_s:.3f} max_acc_diff={diff:.5f}")

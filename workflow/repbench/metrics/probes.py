@@ -173,14 +173,15 @@ def fit_logistic(X, codes: np.ndarray, train: np.ndarray, n_classes: int, C: flo
     f64 = torch.float64
 
     # centre once (float64 mean), then per-problem training mean and population std from masked matmuls
-    Xd = torch.as_tensor(X, device=dev)
-    global_mean = Xd.to(f64).mean(0)
-    Xc = (Xd.to(f64) - global_mean).to(fdt)
-    del Xd
+    X64 = torch.as_tensor(X, device=dev).to(f64)
+    global_mean = X64.mean(0)
+    X64 -= global_mean
+    Xc = X64.to(fdt)
     M = torch.as_tensor(train, device=dev, dtype=f64)  # (N, P)
     nt = M.sum(0)  # (P,)
-    mu = (M.T @ Xc.to(f64)) / nt[:, None]  # (P, D)
-    var = (M.T @ (Xc.to(f64) ** 2)) / nt[:, None] - mu**2
+    mu = (M.T @ X64) / nt[:, None]  # (P, D)
+    var = (M.T @ X64.square_()) / nt[:, None] - mu**2
+    del X64
     sd = var.clamp_min(0).sqrt()
     sd = torch.where(sd > 1e-12 * (1 + mu.abs()), sd, torch.ones_like(sd))  # sklearn: scale 1 for constant
     weight64 = M / nt  # (N, P): 1/n on training rows
@@ -206,9 +207,11 @@ def fit_logistic(X, codes: np.ndarray, train: np.ndarray, n_classes: int, C: flo
             per = torch.nn.functional.softplus(z) - target * z
             G = (weight * (torch.sigmoid(z) - target))[..., None]
         else:
-            lse = torch.logsumexp(Z, dim=2)
-            per = lse - Z.gather(2, lab[:, :, None])[..., 0]
-            G = torch.softmax(Z, dim=2)
+            top = Z.amax(2, keepdim=True)
+            G = torch.sub(Z, top).exp_()  # one exp serves log Σ exp and the softmax
+            total = G.sum(2, keepdim=True)
+            per = (top + total.log())[..., 0] - Z.gather(2, lab[:, :, None])[..., 0]
+            G /= total
             G.scatter_add_(2, lab[:, :, None], torch.full((n, p, 1), -1.0, device=dev, dtype=fdt))
             G *= weight[..., None]
         del Z
