@@ -176,7 +176,7 @@ def fit_logistic(X, codes: np.ndarray, train: np.ndarray, n_classes: int, C: flo
     X64 = torch.as_tensor(X, device=dev).to(f64)
     global_mean = X64.mean(0)
     X64 -= global_mean
-    Xc = X64.to(fdt)
+    Xc = X64.to(fdt, copy=True)  # a copy even for float64: X64 is squared in place below
     M = torch.as_tensor(train, device=dev, dtype=f64)  # (N, P)
     nt = M.sum(0)  # (P,)
     mu = (M.T @ X64) / nt[:, None]  # (P, D)
