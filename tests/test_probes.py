@@ -38,7 +38,9 @@ def test_fit_logistic_equals_sklearn_and_dense_objective(k, dtype):
     X, y = blobs(1, n=240, d=10, k=k)
     train = np.ones(len(y), bool)
     train[::4] = False
+    original = X.copy()
     fit = pr.fit_logistic(X, y[:, None], train[:, None], k, C=0.5, tol=1e-8, dtype=dtype)
+    np.testing.assert_array_equal(X, original)  # the caller's array is never modified
     Z_train, Z_test = standardise(X[train], X[~train])
     model = LogisticRegression(C=0.5, tol=1e-12, max_iter=10000).fit(Z_train, y[train])
     assert fit.converged.all()

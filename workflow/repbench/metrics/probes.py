@@ -173,7 +173,7 @@ def fit_logistic(X, codes: np.ndarray, train: np.ndarray, n_classes: int, C: flo
     f64 = torch.float64
 
     # centre once (float64 mean), then per-problem training mean and population std from masked matmuls
-    X64 = torch.as_tensor(X, device=dev).to(f64)
+    X64 = torch.tensor(X, device=dev, dtype=f64)  # always a copy: centred and squared in place below
     global_mean = X64.mean(0)
     X64 -= global_mean
     Xc = X64.to(fdt, copy=True)  # a copy even for float64: X64 is squared in place below
