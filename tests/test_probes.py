@@ -252,3 +252,14 @@ def test_layer_metrics_rows():
     regression = pr.layer_metrics(X, X[:, 0] + 0.1 * y, {"n_permutations": 1})
     assert [r["metric"] for r in regression[::2]] == list(pr.REGRESSION_METRICS)
     assert pr.METRICS == pr.CLASSIFICATION_METRICS + pr.REGRESSION_METRICS
+
+
+def test_cuda_path_equals_cpu_path():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    X, y = blobs(14, n=200, d=8, k=3, spread=0.5)
+    cpu = pr.probe_classification(X, y, n_permutations=1, tol=1e-7)
+    gpu = pr.probe_classification(X, y, n_permutations=1, tol=1e-7, device="cuda")
+    np.testing.assert_array_equal(cpu["accuracy"], gpu["accuracy"])
+    np.testing.assert_array_equal(cpu["chance_accuracy"], gpu["chance_accuracy"])
