@@ -15,7 +15,8 @@ objective (C = 1, standardisation fit on the training fold), no permutation base
 
 Prints both times, ratio = reference_s / repbench_s (> 1: repbench faster), the largest |accuracy difference|
 over layers and folds, both mean accuracy curves, peak memory (tracemalloc of Python/NumPy allocations, and
-the process's max RSS after the repbench path). Times exclude data generation and one untimed warm-up of both paths on 500 samples of one layer.
+the process's max RSS after the repbench path). Times exclude data generation and one untimed warm-up of both
+paths on 500 samples of one layer.
 
 Threads: both paths run with the same thread count (``--threads``, default 1: torch.set_num_threads and
 threadpoolctl's BLAS/OpenMP limit for NumPy/scikit-learn), because on a shared, loaded machine torch's OpenMP
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     d = args.d or (64 if args.quick else 768)
     n_layers = args.layers or (4 if args.quick else 13)
     layers, y = make_layers(n, d, n_layers, args.classes)
-    print(f"workload: N={n} D={d} layers={n_layers} classes={args.classes} folds={args.folds} float32 threads={args.threads}", flush=True)
+    print(f"workload: N={n} D={d} layers={n_layers} classes={args.classes} folds={args.folds} float32 "
+          f"threads={args.threads}", flush=True)
 
     # warm-up, untimed: first-call costs (torch kernels, scikit-learn imports) are not the algorithms' cost
     probe_layers(layers[:1, :500], y[:500], n_folds=args.folds, n_permutations=0, progress=False)

@@ -301,7 +301,8 @@ def dense_logistic_objective(Z, y, W, b, C):
 def dense_ridge(X_train, y_train, X_test, alpha):
     """Ridge predictions on standardised features: w = (X̃ᵀX̃ + αI)⁻¹ X̃ᵀ(y − ȳ), ŷ = X̃_test w + ȳ (float64)."""
     Z_train, Z_test = standardise(np.asarray(X_train, np.float64), np.asarray(X_test, np.float64))
-    w = np.linalg.solve(Z_train.T @ Z_train + alpha * np.eye(Z_train.shape[1]), Z_train.T @ (y_train - y_train.mean()))
+    gram = Z_train.T @ Z_train + alpha * np.eye(Z_train.shape[1])
+    w = np.linalg.solve(gram, Z_train.T @ (y_train - y_train.mean()))
     return Z_test @ w + y_train.mean()
 
 

@@ -518,7 +518,8 @@ def concept_depth(accuracies, rule: str = "fraction", fraction: float = 0.9, mar
     if acc.ndim != 1 or len(acc) == 0:
         raise ValueError(f"concept depth needs a 1-D sequence of per-layer accuracies, got shape {acc.shape}")
     if not np.isfinite(acc).all():
-        raise ValueError(f"per-layer accuracies hold non-finite values at layers {np.flatnonzero(~np.isfinite(acc)).tolist()}")
+        bad = np.flatnonzero(~np.isfinite(acc)).tolist()
+        raise ValueError(f"per-layer accuracies hold non-finite values at layers {bad}")
     best = float(acc.max())
     if rule == "fraction":
         if not 0 < fraction <= 1:
