@@ -1,9 +1,11 @@
 """Benchmark: layer-wise logistic probes, repbench (batched torch L-BFGS) vs the reference protocol, in one run.
 
 Workload (seeded, float32 like stored activations): L layers of N samples in D dimensions, K balanced classes;
-layer ℓ = class mean·s(ℓ) + isotropic noise + a shared random offset, with a class signal s(ℓ) that grows with
-depth (s(ℓ) = 0.05 + 0.6·ℓ/(L−1), so accuracy climbs from near chance to near 1): x = s(ℓ)·m_y + ε + o,
-m_k ~ N(0, I/√D·…) fixed over layers (see :func:`make_layers`).
+layer ℓ = class mean·s(ℓ) + unit isotropic noise + a shared random offset, with a class signal s(ℓ) that grows
+with depth (s(ℓ) = 0.05 + 0.6·ℓ/(L−1): accuracy climbs from chance to about 0.7), the noise of adjacent layers
+correlated like a residual stream (``--layer-correlation``, default 0.9; 0 = independent layers), see
+:func:`make_layers`. The layer correlation matters to repbench only (it warm-starts each layer from the previous
+one); the reference fits every layer from scratch, as the Concept Depth code does.
 
 Both paths use the same folds, ``StratifiedKFold(n_folds, shuffle=True, random_state=0)``, and the same
 objective (C = 1, standardisation fit on the training fold), no permutation baseline (n_permutations = 0):
@@ -44,18 +46,25 @@ sys.path.insert(0, str(ROOT / "workflow"))
 from repbench.metrics.probes import classification_scores, probe_layers, stratified_folds  # noqa: E402
 
 
-def make_layers(n: int, d: int, n_layers: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_layers(n: int, d: int, n_layers: int, n_classes: int, seed: int = 0,
+                layer_correlation: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
     """(L, N, D) float32 activations and (N,) labels: x_ℓ = s(ℓ)·m_y + ε_ℓ + o, s(ℓ) = 0.05 + 0.6·ℓ/(L−1),
-    m_k ~ N(0, I), ε_ℓ ~ N(0, I) drawn per layer, o ~ N(0, 4 I) one offset for all samples."""
+    m_k ~ N(0, 16 I / D) class means, o ~ N(0, 4 I) one offset for all samples, and noise
+    ε_ℓ = ρ ε_{ℓ−1} + √(1 − ρ²) ξ_ℓ (ξ_ℓ, ε_0 ~ N(0, I)): unit variance in every layer and correlation ρ =
+    ``layer_correlation`` between adjacent layers, like a residual stream (ρ = 0: independent layers)."""
     rng = np.random.default_rng(seed)
     y = np.arange(n) % n_classes
     rng.shuffle(y)
     means = rng.standard_normal((n_classes, d)).astype(np.float32) / np.sqrt(d) * 4
     offset = 2 * rng.standard_normal(d).astype(np.float32)
     layers = np.empty((n_layers, n, d), dtype=np.float32)
+    noise = rng.standard_normal((n, d), dtype=np.float32)
     for layer in range(n_layers):
+        if layer:
+            noise *= layer_correlation
+            noise += np.float32(np.sqrt(1 - layer_correlation**2)) * rng.standard_normal((n, d), dtype=np.float32)
         signal = 0.05 + 0.6 * layer / max(1, n_layers - 1)
-        layers[layer] = signal * means[y] + rng.standard_normal((n, d), dtype=np.float32) + offset
+        layers[layer] = signal * means[y] + noise + offset
     return layers, y
 
 
@@ -101,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--layer-correlation", type=float, default=0.9,
+                        help="correlation of the noise of adjacent layers (0: independent layers)")
     args = parser.parse_args(argv)
     import torch
     from threadpoolctl import threadpool_limits
@@ -110,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     n = args.n or (2000 if args.quick else 20000)
     d = args.d or (64 if args.quick else 768)
     n_layers = args.layers or (4 if args.quick else 13)
-    layers, y = make_layers(n, d, n_layers, args.classes)
+    layers, y = make_layers(n, d, n_layers, args.classes, layer_correlation=args.layer_correlation)
     print(f"workload: N={n} D={d} layers={n_layers} classes={args.classes} folds={args.folds} float32 "
-          f"threads={args.threads}", flush=True)
+          f"threads={args.threads} layer_correlation={args.layer_correlation}", flush=True)
 
     # warm-up, untimed: first-call costs (torch kernels, scikit-learn imports) are not the algorithms' cost
     probe_layers(layers[:1, :500], y[:500], n_folds=args.folds, n_permutations=0, progress=False)
