@@ -441,3 +441,46 @@ def simplex_etf(n_classes, dim, rng, scale=3.0):
     vertices = np.eye(n_classes) - 1.0 / n_classes
     basis, _ = np.linalg.qr(rng.standard_normal((dim, n_classes)))
     return scale * vertices @ basis.T + rng.standard_normal(dim)
+
+
+# ------------------------------------------------------------------------------------ probes
+
+
+def standardise(X_train, X_test):
+    """(X − μ_train) / σ_train with the population std of the training rows (1 for a constant feature)."""
+    mean = X_train.mean(0)
+    scale = X_train.std(0)
+    scale[scale == 0] = 1.0
+    return (X_train - mean) / scale, (X_test - mean) / scale
+
+
+def dense_logistic_objective(Z, y, W, b, C):
+    """F(W, b) / (C n) in float64 straight from the formula: multinomial when W has K ≥ 3 columns,
+    binomial (one column, y ∈ {0, 1}) otherwise: (1/n) Σᵢ loss_i + ‖W‖² / (2 C n)."""
+    Z, W, b = np.asarray(Z, np.float64), np.asarray(W, np.float64), np.asarray(b, np.float64)
+    n = len(y)
+    logits = Z @ W + b
+    if W.shape[1] == 1:
+        z = logits[:, 0]
+        losses = np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0) - y * z
+    else:
+        top = logits.max(1, keepdims=True)
+        lse = np.log(np.exp(logits - top).sum(1)) + top[:, 0]
+        losses = lse - logits[np.arange(n), y]
+    return float(losses.mean() + (W**2).sum() / (2 * C * n))
+
+
+def dense_ridge(X_train, y_train, X_test, alpha):
+    """Ridge predictions on standardised features: w = (X̃ᵀX̃ + αI)⁻¹ X̃ᵀ(y − ȳ), ŷ = X̃_test w + ȳ (float64)."""
+    Z_train, Z_test = standardise(np.asarray(X_train, np.float64), np.asarray(X_test, np.float64))
+    gram = Z_train.T @ Z_train + alpha * np.eye(Z_train.shape[1])
+    w = np.linalg.solve(gram, Z_train.T @ (y_train - y_train.mean()))
+    return Z_test @ w + y_train.mean()
+
+
+def first_layer_reaching(accuracies, threshold):
+    """The first index whose accuracy is ≥ threshold, by a plain loop."""
+    for layer, value in enumerate(accuracies):
+        if value >= threshold:
+            return layer
+    raise AssertionError("no layer reaches the threshold")
