@@ -263,3 +263,19 @@ def test_cuda_path_equals_cpu_path():
     gpu = pr.probe_classification(X, y, n_permutations=1, tol=1e-7, device="cuda")
     np.testing.assert_array_equal(cpu["accuracy"], gpu["accuracy"])
     np.testing.assert_array_equal(cpu["chance_accuracy"], gpu["chance_accuracy"])
+
+
+def test_layer_rows_equal_layer_by_layer_rows():
+    """The stage's warm-started pass over layers gives the rows of layer_metrics on each layer."""
+    rng = np.random.default_rng(12)
+    y = np.repeat(np.arange(3), 30)
+    layers = np.stack([rng.normal(size=(90, 6)) + s * np.eye(3, 6)[y] for s in (0.2, 1.0, 3.0)])
+    params = {"n_folds": 3, "n_permutations": 2}
+    rows = pr.layer_rows(layers, y, params)
+    for layer in range(3):
+        direct = pr.layer_metrics(layers[layer], y, params)
+        assert [(r["metric"], r["statistic"]) for r in rows[layer]] == [(r["metric"], r["statistic"]) for r in direct]
+        np.testing.assert_allclose([r["value"] for r in rows[layer]], [r["value"] for r in direct], atol=0.02)
+    target = layers[2] @ rng.normal(size=6)
+    regression = pr.layer_rows(layers, target, params)
+    assert [r["metric"] for r in regression[0]] == ["probe_r2", "probe_r2", "probe_chance_r2", "probe_chance_r2"]

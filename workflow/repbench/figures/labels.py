@@ -66,6 +66,7 @@ def steps_figure(depth: pd.DataFrame, collapse: pd.DataFrame, title: str):
             ax.set_xscale("symlog", linthresh=1)
             ax.set_xlabel("training step")
             ax.set_title(label)
+        axes[0][0].set_ylim(-0.05, 1.05)
         axes[0][2].set_yscale("log")
         legend_and_title(fig, axes[0][0], title)
     return fig

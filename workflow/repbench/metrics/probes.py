@@ -583,3 +583,31 @@ def layer_metrics(X, labels, params: dict | None = None) -> list[dict]:
                                  ("std", per.std() if len(per) else math.nan)):
             rows.append({"metric": name, "statistic": statistic, "value": float(value), **extra})
     return rows
+
+
+def layer_rows(activations, labels, params: dict | None = None) -> list[list[dict]]:
+    """:func:`layer_metrics` rows of every layer of ``activations`` (L, N, D), classification layers warm-started
+    from the previous layer's solution (:func:`probe_layers`); a numeric target probes layer by layer (ridge is
+    closed form). Same rows as calling :func:`layer_metrics` per layer."""
+    options = {**DEFAULTS, **(params or {})}
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown probe options {unknown}; known: {sorted(DEFAULTS)}")
+    if infer_task(labels) == "regression":
+        return [layer_metrics(np.asarray(activations[layer]), labels, options) for layer in range(len(activations))]
+    keys = ("n_folds", "n_permutations", "seed", "C", "tol", "max_iter", "device", "dtype")
+    results = probe_layers(activations, labels, **{key: options[key] for key in keys})
+    return [_classification_rows(result, options) for result in results]
+
+
+def _classification_rows(result: dict, options: dict) -> list[dict]:
+    extra = {"n_folds": options["n_folds"], "n_permutations": options["n_permutations"],
+             "converged": result["converged"]}
+    values = {"probe_accuracy": result["accuracy"], "probe_balanced_accuracy": result["balanced_accuracy"],
+              "probe_macro_f1": result["macro_f1"], "probe_chance_accuracy": result["chance_accuracy"]}
+    rows = []
+    for name, per in values.items():
+        for statistic, value in (("mean", per.mean() if len(per) else math.nan),
+                                 ("std", per.std() if len(per) else math.nan)):
+            rows.append({"metric": name, "statistic": statistic, "value": float(value), **extra})
+    return rows

@@ -27,9 +27,11 @@ def collapse(job) -> None:
             return [{"metric": m, "value": float("nan"), "reason": "numeric target: no classes"}
                     for m in family.METRICS]
         try:
-            return family.layer_metrics(np.asarray(arrays[pooling][layer]), labels, job.params.options)
+            rows_ = family.layer_metrics(np.asarray(arrays[pooling][layer]), labels, job.params.options)
         except ValueError as exc:
             raise ValueError(f"model {attrs['model']!r}, layer {layer}, pooling {pooling!r}: {exc}") from None
+        return [row | {"concept": _readable(row["concept"], label_names)} if "concept" in row else row
+                for row in rows_]
 
     identity = tables.model_identity(attrs, job.params.info)
     frame = tables.layer_table(n_layers, job.params.poolings, rows, identity)

@@ -10,8 +10,6 @@ def probes(job) -> None:
     Layers are probed in order, each warm-started from the previous layer's solution (same folds, same
     standardised problems: only the iteration count changes). Classes → logistic probe; a numeric target → ridge.
     """
-    import numpy as np
-
     from repbench import store, tables
     from repbench.metrics import probes as family
 
@@ -29,10 +27,7 @@ def probes(job) -> None:
     for pooling in job.params.poolings:
         layers = store.pooling_array(acts, pooling)
         try:
-            if label_type == "regression":
-                per_layer = [family.layer_metrics(np.asarray(layers[i]), labels, options) for i in range(len(layers))]
-            else:
-                per_layer = family.layer_rows(layers, labels, options)
+            per_layer = family.layer_rows(layers, labels, options)
         except ValueError as exc:
             raise ValueError(f"model {attrs['model']!r}, dataset {attrs['dataset']!r}, pooling {pooling!r}: "
                              f"{exc}") from None
