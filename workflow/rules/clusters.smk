@@ -4,6 +4,7 @@ rule clusters:
     input:
         neighbors=f"{RESULTS}/neighbors/{{dataset}}/euclidean/{{model}}.zarr",
         activations=f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
+        labels=f"{RESULTS}/labels/{{dataset}}.zarr",
     output:
         f"{RESULTS}/metrics/{{dataset}}/{{model}}/clusters.csv",
     log:

@@ -2,6 +2,7 @@ rule collapse:
     """Neural collapse (NC1, NC2, CDNV) and the concept directions of every layer (labelled datasets only)."""
     input:
         activations=f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
+        labels=f"{RESULTS}/labels/{{dataset}}.zarr",
     output:
         table=f"{RESULTS}/metrics/{{dataset}}/{{model}}/collapse.csv",
         directions=directory(f"{RESULTS}/metrics/{{dataset}}/{{model}}/directions.zarr"),

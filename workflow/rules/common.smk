@@ -29,6 +29,7 @@ except ConfigError as exc:
 RESULTS = "results"
 CONDA_ENV = "../../envs/repbench.yaml"  # used with --sdm conda; mirrors pyproject.toml
 FIGURE_FORMATS = config["figures"]["formats"]
+LABEL_KEYS = ("label_field", "labels_path", "labels", "label_type")  # the label store's, not extraction's
 LABELLED = sorted(d for d, spec in config["datasets"].items() if labelled(spec))
 # label families run on labelled datasets only: without one they have nothing to do
 FAMILIES = [
@@ -230,7 +231,11 @@ def extract_params(wildcards):
         dict(
             model_spec=load_spec(inst),
             revision=inst.revision,
-            dataset_spec=config["datasets"][wildcards.dataset],
+            dataset_spec={
+                k: v
+                for k, v in config["datasets"][wildcards.dataset].items()
+                if k not in LABEL_KEYS
+            },
             options=config["extract"],
         )
     )

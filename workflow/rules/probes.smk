@@ -2,6 +2,7 @@ rule probes:
     """Cross-validated linear probes of the labels at every layer of one model (labelled datasets only)."""
     input:
         activations=f"{RESULTS}/activations/{{dataset}}/{{model}}.zarr",
+        labels=f"{RESULTS}/labels/{{dataset}}.zarr",
     output:
         f"{RESULTS}/metrics/{{dataset}}/{{model}}/probes.csv",
     log:

@@ -13,7 +13,7 @@ def clusters(job) -> None:
 
     acts = job.input.activations
     attrs = store.activation_attrs(acts)
-    labels, _, label_type, _ = store.read_labels(acts)
+    labels, _, label_type, _ = store.aligned_labels(job.input.labels, acts)
     if labels is None:
         raise ValueError(f"dataset {attrs['dataset']!r} has no labels (set label_field, labels_path or labels)")
     params = {"k": job.params.options["k"], "budget_bytes": job.params.options["budget_mb"] * 2**20}

@@ -15,7 +15,7 @@ def collapse(job) -> None:
 
     acts = job.input.activations
     attrs = store.activation_attrs(acts)
-    labels, label_names, label_type, _ = store.read_labels(acts)
+    labels, label_names, label_type, _ = store.aligned_labels(job.input.labels, acts)
     if labels is None:
         raise ValueError(f"dataset {attrs['dataset']!r} has no labels (set label_field, labels_path or labels)")
     arrays = {p: store.pooling_array(acts, p) for p in job.params.poolings}

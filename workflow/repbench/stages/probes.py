@@ -15,7 +15,7 @@ def probes(job) -> None:
 
     acts, options = job.input.activations, dict(job.params.options)
     attrs = store.activation_attrs(acts)
-    labels, names, label_type, _ = store.read_labels(acts)
+    labels, names, label_type, _ = store.aligned_labels(job.input.labels, acts)
     if labels is None:
         raise ValueError(f"dataset {attrs['dataset']!r} has no labels (set label_field, labels_path or labels)")
     options.pop("concept_depth")
