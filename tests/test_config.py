@@ -121,6 +121,12 @@ SEMANTIC = [
     ("figure option under its old key", lambda c: c.update(alignment={"heatmap_metric": "cka"}),
      "alignment.heatmap_metric"),
     ("clipping under its old key", lambda c: c.update(alignment={"clip_quantile": 0.95}), "alignment.clip_quantile"),
+    ("label overlap k above kmax", lambda c: c.update(neighbors={"kmax": 8}, metrics={
+        "families": ["clusters"], "clusters": {"k": 9}}, alignment={"k": 5}), "metrics.clusters.k"),
+    ("direction pair of an unknown instance", lambda c: c.update(metrics={"collapse": {
+        "direction_pairs": [["m", "ghost"]]}}), "metrics.collapse.direction_pairs.0"),
+    ("direction pair without a labelled dataset", lambda c: c["models"].update(m2=dict(c["models"]["m"])) or c.update(
+        metrics={"collapse": {"direction_pairs": [["m", "m2"]]}}), "metrics.collapse.direction_pairs.0"),
     ("PRH preprocessing without a clipping quantile", lambda c: c.update(alignment={"preprocess": "prh"}),
      "alignment.preprocess"),
     ("unknown RSA dissimilarity", lambda c: c.update(alignment={"rsa": {"rdm": "cosine"}}), "alignment.rsa.rdm"),

@@ -20,7 +20,11 @@ rule collapse:
         poolings=config["metrics"]["poolings"],
         info=model_info,
         options=canonical(
-            {k: v for k, v in config["metrics"]["collapse"].items() if k != "direction_pairs"}
+            {
+                k: v
+                for k, v in config["metrics"]["collapse"].items()
+                if k != "direction_pairs"
+            }
         ),
     script:
         "../repbench/stages/collapse.py"

@@ -29,7 +29,12 @@ except ConfigError as exc:
 RESULTS = "results"
 CONDA_ENV = "../../envs/repbench.yaml"  # used with --sdm conda; mirrors pyproject.toml
 FIGURE_FORMATS = config["figures"]["formats"]
-LABEL_KEYS = ("label_field", "labels_path", "labels", "label_type")  # the label store's, not extraction's
+LABEL_KEYS = (
+    "label_field",
+    "labels_path",
+    "labels",
+    "label_type",
+)  # the label store's, not extraction's
 LABELLED = sorted(d for d, spec in config["datasets"].items() if labelled(spec))
 # label families run on labelled datasets only: without one they have nothing to do
 FAMILIES = [
