@@ -255,7 +255,8 @@ def test_layer_metrics_rows():
 
 
 def test_cuda_path_equals_cpu_path():
-    torch = pytest.importorskip("torch")
+    import torch
+
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     X, y = blobs(14, n=200, d=8, k=3, spread=0.5)

@@ -217,9 +217,15 @@ def train_params(wildcards):
         dict(
             model_spec=spec,
             dataset_name=spec["train"]["dataset"],
-            dataset_spec=config["datasets"][spec["train"]["dataset"]],
+            dataset_spec=unlabelled(spec["train"]["dataset"]),
         )
     )
+
+
+def unlabelled(dataset):
+    """A dataset's config without its label keys: what training and extraction depend on (labels are the label
+    store's only, so adding labels never retrains or re-extracts)."""
+    return {k: v for k, v in config["datasets"][dataset].items() if k not in LABEL_KEYS}
 
 
 def instance(wildcards):
@@ -236,11 +242,7 @@ def extract_params(wildcards):
         dict(
             model_spec=load_spec(inst),
             revision=inst.revision,
-            dataset_spec={
-                k: v
-                for k, v in config["datasets"][wildcards.dataset].items()
-                if k not in LABEL_KEYS
-            },
+            dataset_spec=unlabelled(wildcards.dataset),
             options=config["extract"],
         )
     )
