@@ -29,7 +29,7 @@ def test_default_config_is_valid_and_filled(root):
     assert config["extract"]["poolings"] == ["mean", "last", "first"]
     assert config["models"]["minilm"]["trust_remote_code"] is False
     assert config["models"]["minilm"]["use_safetensors"] is True
-    assert config["datasets"]["docs"]["seed"] == 0
+    assert config["datasets"]["truth"]["seed"] == 0
 
 
 def test_defaults_fill_nested_entries():
