@@ -378,7 +378,8 @@ def _check_label_families(config: dict, instances: list[ModelInstance]) -> None:
     """Options of the label families that a schema cannot check: graph size, and the direction pairs."""
     families = config["metrics"]["families"]
     kmax = config["neighbors"]["kmax"]
-    if "clusters" in families and config["metrics"]["clusters"]["k"] > kmax:
+    has_labels = any(labelled(spec) for spec in config["datasets"].values())
+    if "clusters" in families and has_labels and config["metrics"]["clusters"]["k"] > kmax:
         raise ConfigError(
             f"invalid config at `metrics.clusters.k`: needs {config['metrics']['clusters']['k']} neighbours but "
             f"neighbors.kmax is {kmax}; raise neighbors.kmax or lower k"
