@@ -400,10 +400,15 @@ def _check_label_families(config: dict, instances: list[ModelInstance]) -> None:
 
 
 def labelled(dataset_spec: dict) -> bool:
-    """Whether a dataset has labels (label families run on it)."""
+    """Whether a dataset has labels (label families run on it). A label key the dataset cannot use counts as no
+    labels here; the dataset check (:func:`repbench.data.check_dataset`, run by :func:`resolve`) reports it."""
+    from .data import DatasetError
     from .data.labels import label_source
 
-    return label_source(dataset_spec) is not None
+    try:
+        return label_source(dataset_spec) is not None
+    except DatasetError:
+        return False
 
 
 def _check_alignment(config: dict, instances: list[ModelInstance]) -> None:
