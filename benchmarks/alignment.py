@@ -25,7 +25,7 @@ separately, as the neighbors jobs do it), with the calibration the stage does: P
 metrics and the closed-form null for cka/rv; the other dense metrics get no permutations here (each would be a
 full pass; their cost per pass is the "metrics" time). Goals: ≤ 5 min, closed-form nulls ≤ 10 % of the job.
 
-Usage: python benchmarks/alignment.py [--quick] [--naive-budget-s 900] | --pair-job [--quick]
+Usage: python benchmarks/alignment.py [--quick] [--naive-budget-s 900] | --pair-job [--quick] [--n N] [--permutations P]
 Last line: ``alignment: repbench_s=<f> naive_s=<f> ratio=<f> cached_s=<f> cached_ratio=<f> max_abs_diff=<f>``,
 or with ``--pair-job``: ``alignment_pair: metrics_s=<f> graph_null_s=<f> closed_null_s=<f> total_s=<f>
 closed_null_share=<f>``.
@@ -162,6 +162,8 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pair-job", action="store_true", help="time one pair job with every metric (see above)")
+    parser.add_argument("--n", type=int, default=None, help="--pair-job: samples (default 10 000; --quick 600)")
+    parser.add_argument("--permutations", type=int, default=99, help="--pair-job: graph-metric permutations")
     args = parser.parse_args(argv)
     if args.pair_job:
         return pair_job(args)
@@ -235,6 +237,7 @@ def pair_job(args):
     from repbench.stages.alignment import calibration
 
     n_layers, n, d = (4, 600, 64) if args.quick else (13, 10_000, 768)
+    n = args.n or n
     kmax = 32 if args.quick else 128
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, numpy {np.__version__}, "
           f"{os.cpu_count()} CPUs; one pair: L={n_layers} × N={n} × D={d}, kmax={kmax}")
@@ -246,7 +249,7 @@ def pair_job(args):
           f"{time.perf_counter() - start:.1f} s")
     options = schema_defaults("alignment") | {"k": args.k, "clip_quantile": None, "seed": args.seed}
     metrics = registry.names("alignment")
-    options.update(metrics=list(metrics), null_metrics=list(metrics), null_permutations=99,
+    options.update(metrics=list(metrics), null_metrics=list(metrics), null_permutations=args.permutations,
                    null_permutations_dense=0)
     start = time.perf_counter()
     prepared = [al.prepare_model(list(data[m]), graphs[m], args.k, metrics, options=options) for m in range(2)]
@@ -255,15 +258,22 @@ def pair_job(args):
     mats = al.pair_matrices_prepared(*prepared, metrics)
     matrices_s = time.perf_counter() - start
     graph_metrics = [m for m in metrics if m not in registry.dense(metrics)]
+    set_metrics = [m for m in graph_metrics if m != "second_order_cos"]  # O(N·k) per layer pair and permutation
     start = time.perf_counter()
-    calibration(prepared, mats, options | {"null_metrics": graph_metrics})
-    graph_null_s = time.perf_counter() - start
+    calibration(prepared, mats, options | {"null_metrics": set_metrics})
+    set_null_s = time.perf_counter() - start
+    start = time.perf_counter()
+    calibration(prepared, mats, options | {"null_metrics": ["second_order_cos"]})
+    graph_null_s = set_null_s + time.perf_counter() - start
+    print(f"null (P={args.permutations}) of the {len(set_metrics)} set-based graph metrics {set_null_s:.1f} s, "
+          f"of second_order_cos (re-reads the features: O(N·k·D) per layer pair) {graph_null_s - set_null_s:.1f} s")
     start = time.perf_counter()
     closed = calibration(prepared, mats, options | {"null_metrics": ["cka", "rv"]})
     closed_null_s = time.perf_counter() - start
     total = prepare_s + matrices_s + graph_null_s + closed_null_s
     print(f"prepare (per-layer work, both models) {prepare_s:.1f} s; layer × layer matrices of {len(metrics)} "
-          f"metrics {matrices_s:.1f} s; null of {len(graph_metrics)} graph metrics (P=99) {graph_null_s:.1f} s; "
+          f"metrics {matrices_s:.1f} s; null of {len(graph_metrics)} graph metrics (P={args.permutations}) "
+          f"{graph_null_s:.1f} s; "
           f"closed-form cka/rv null {closed_null_s:.2f} s ({closed['cka']['method']})")
     for name in metrics:
         summary = al.summarize(mats[name], lower_is_more_similar=registry.METRICS[name].lower_is_more_similar)
