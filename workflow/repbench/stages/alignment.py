@@ -80,7 +80,9 @@ def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict)
                     activations_hash_a=attrs_a["config_hash"], activations_hash_b=attrs_b["config_hash"])
     if prh:
         ds.attrs.update(prh_threshold_a=layers_a.threshold, prh_threshold_b=layers_b.threshold)
-    subset = al.dense.pairwise_subset(len(ids_a), options) if set(metrics) & {"rsa", "cka_rbf"} else None
+    from repbench.metrics.alignment import dense
+
+    subset = dense.pairwise_subset(len(ids_a), options) if set(metrics) & {"rsa", "cka_rbf"} else None
     ds.attrs["pairwise_samples"] = len(ids_a) if subset is None else len(subset)
     lower = registry.lower_is_more_similar(metrics)
     for m, mat in mats.items():
