@@ -577,6 +577,11 @@ def layer_metrics(X, labels, params: dict | None = None) -> list[dict]:
         values = {"probe_accuracy": result["accuracy"], "probe_balanced_accuracy": result["balanced_accuracy"],
                   "probe_macro_f1": result["macro_f1"], "probe_chance_accuracy": result["chance_accuracy"]}
         extra["converged"] = result["converged"]
+    return _mean_std_rows(values, extra)
+
+
+def _mean_std_rows(values: dict, extra: dict) -> list[dict]:
+    """One ``mean`` and one ``std`` row per score array of ``values`` (NaN for an empty array), with ``extra``."""
     rows = []
     for name, per in values.items():
         for statistic, value in (("mean", per.mean() if len(per) else math.nan),
@@ -605,9 +610,4 @@ def _classification_rows(result: dict, options: dict) -> list[dict]:
              "converged": result["converged"]}
     values = {"probe_accuracy": result["accuracy"], "probe_balanced_accuracy": result["balanced_accuracy"],
               "probe_macro_f1": result["macro_f1"], "probe_chance_accuracy": result["chance_accuracy"]}
-    rows = []
-    for name, per in values.items():
-        for statistic, value in (("mean", per.mean() if len(per) else math.nan),
-                                 ("std", per.std() if len(per) else math.nan)):
-            rows.append({"metric": name, "statistic": statistic, "value": float(value), **extra})
-    return rows
+    return _mean_std_rows(values, extra)

@@ -34,6 +34,7 @@ import torch
 
 from ...neighbors import _exact_distances_t
 from ...neighbors import _unit_rows as _neighbors_unit_rows
+from .kernels import _as_features
 from .knn import _prefix, _SlotLookup
 
 METRICS: tuple[str, ...] = ("jaccard_knn", "rank_sim", "second_order_cos", "info_imbalance_ab", "info_imbalance_ba")
@@ -385,15 +386,6 @@ def _check_graphs(a: Prepared, b: Prepared, field: str, space: str) -> None:
             raise ValueError(f"model {side} was prepared without {space} graphs")
     if getattr(a, field)[0].shape[1:] != getattr(b, field)[0].shape[1:] and field == "cosine_graphs":
         raise ValueError(f"k differs between the models: {a.k} vs {b.k}")
-
-
-def _as_features(X) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"expected a (samples, features) array, got shape {X.shape}")
-    if not np.isfinite(X).all():
-        raise ValueError("activations contain non-finite values")
-    return X
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
