@@ -53,6 +53,7 @@ from .kernels import (
     _SvccaLayer,
     _unbiased_cka_from_prepared,
     cknna,
+    layer_groups,
     linear_cka,
     svcca,
     unbiased_cka,
@@ -309,17 +310,8 @@ def _dense_scores(model_a: PreparedModel, model_b: PreparedModel, metrics, out: 
     fetched once (from the cache or re-read), so memory stays within the budget plus one B layer.
     """
     n = model_a.layers[0].n_samples
-    group_bytes = max(1, model_a.budget_bytes // 2)
-    group: list[int] = []
-    groups, size = [], 0
-    for i, layer in enumerate(model_a.layers):
-        width_bytes = n * layer.kernel.width * 8
-        if group and size + width_bytes > group_bytes:
-            groups.append(group)
-            group, size = [], 0
-        group.append(i)
-        size += width_bytes
-    groups.append(group)
+    widths = [n * layer.kernel.width * 8 for layer in model_a.layers]
+    groups = layer_groups(widths, max(1, model_a.budget_bytes // 2))
     for rows in groups:
         factors_a = {i: model_a.factors[i] for i in rows}
         for j, b in enumerate(model_b.layers):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.stats import rankdata
 
-from .kernels import LayerFactors, _check_same_samples
+from .kernels import LayerFactors, _check_same_samples, layer_groups
 
 METRICS: tuple[str, ...] = ("rsa", "procrustes", "shape_metric", "pwcca", "cka_rbf")
 LOWER_IS_MORE_SIMILAR = frozenset({"procrustes", "shape_metric"})
@@ -437,16 +437,8 @@ def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray]
     n = a.n_samples
     alpha = a.options["alpha"]
     unwhitened_shape = "shape_metric" in metrics and alpha is not None and alpha > 1.0 - NETREP_EIGVAL_TOL
-    group_bytes = max(1, a.options["cache_bytes"] // 2)
-    groups, group, size = [], [], 0
-    for i, layer in enumerate(a.spectral):
-        width_bytes = n * layer.basis.shape[0] * 8  # the factor is (N, m)
-        if group and size + width_bytes > group_bytes:
-            groups.append(group)
-            group, size = [], 0
-        group.append(i)
-        size += width_bytes
-    groups.append(group)
+    widths = [n * layer.basis.shape[0] * 8 for layer in a.spectral]  # the factor is (N, m)
+    groups = layer_groups(widths, max(1, a.options["cache_bytes"] // 2))
     for rows in groups:
         factors_a = {i: a.factors[i] for i in rows}
         for j, layer_b in enumerate(b.spectral):

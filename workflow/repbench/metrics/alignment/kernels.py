@@ -193,6 +193,20 @@ class LayerFactors:
         return LayerFactors(self.layers, self.cache_bytes, composed, self._cache)
 
 
+def layer_groups(item_bytes, group_bytes: int) -> list[list[int]]:
+    """Consecutive layer indices grouped so each group's ``item_bytes`` sum to at most ``group_bytes`` (a layer
+    larger than that forms a group of its own): the groups of A's factors held at once in a layer × layer pass."""
+    groups, group, size = [], [], 0
+    for i, width_bytes in enumerate(item_bytes):
+        if group and size + width_bytes > group_bytes:
+            groups.append(group)
+            group, size = [], 0
+        group.append(i)
+        size += width_bytes
+    groups.append(group)
+    return groups
+
+
 def _cross_sq_norm(cross: np.ndarray) -> float:
     """‖PₐᵀP_b‖²_F = tr(KL) for centred linear kernels, from the cross product C = PₐᵀP_b."""
     return float(np.sum(cross * cross))
