@@ -64,14 +64,19 @@ def encode_labels(labels, n_samples: int | None = None) -> tuple[np.ndarray, np.
     return codes.astype(np.int64), np.bincount(codes, minlength=len(classes))
 
 
-def validated(X, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(X as float64 (N, D), codes (N,), counts (C,)) after checking 2 ≤ C ≤ N − 1 and finite values."""
+def features_and_codes(X, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X as float64 (N, D), codes (N,), counts (C,)) after checking X is 2-D and finite (shared with collapse)."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X must be (samples, features), got shape {X.shape}")
     if not np.isfinite(X).all():
         raise ValueError("X has non-finite values")
-    codes, counts = encode_labels(labels, X.shape[0])
+    return (X, *encode_labels(labels, X.shape[0]))
+
+
+def validated(X, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X as float64 (N, D), codes (N,), counts (C,)) after checking 2 ≤ C ≤ N − 1 and finite values."""
+    X, codes, counts = features_and_codes(X, labels)
     n, c = X.shape[0], len(counts)
     if not 2 <= c <= n - 1:
         raise ValueError(f"cluster scores need 2 ≤ number of classes ≤ N − 1, got {c} classes for N = {n}")

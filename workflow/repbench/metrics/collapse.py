@@ -32,7 +32,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .clusters import centroid_squared_distances, class_means, encode_labels
+from .clusters import centroid_squared_distances, class_means, features_and_codes
 
 DEFAULT_FOLDS = 5
 METRICS = ("nc1", "nc2_equinorm", "nc2_equiangularity", "nc2_max_angle", "cdnv", "direction_accuracy")
@@ -40,12 +40,7 @@ METRICS = ("nc1", "nc2_equinorm", "nc2_equiangularity", "nc2_max_angle", "cdnv",
 
 def validated(X, labels, min_members: int = 2, what: str = "neural collapse") -> tuple[np.ndarray, ...]:
     """(X float64 (N, D), codes (N,), counts (C,)) after checking ≥ 2 classes of ≥ ``min_members`` each."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be (samples, features), got shape {X.shape}")
-    if not np.isfinite(X).all():
-        raise ValueError("X has non-finite values")
-    codes, counts = encode_labels(labels, X.shape[0])
+    X, codes, counts = features_and_codes(X, labels)
     if len(counts) < 2:
         raise ValueError(f"{what} needs at least 2 classes, got {len(counts)}")
     small = np.flatnonzero(counts < min_members)
