@@ -299,6 +299,33 @@ def test_label_keys_of_other_sources(tmp_path):
     assert msg.startswith("invalid config at `datasets.mydocs.labels_path`:"), msg
 
 
+def test_transfer_by_reads_a_jsonl_column_and_checks_it(tmp_path):
+    """transfer_by: a jsonl record key becomes a string column of the samples (numbers as text); missing values
+    name the line; sources without columns, builtin sets without it and reserved names are config errors."""
+    samples = load_samples("c", colour_spec(tmp_path, transfer_by="size"))
+    assert samples.groups == {"size": [str(0.5 * int(sid[1:])) for sid in samples.ids]}
+    assert load_samples("t", {"source": "builtin", "name": "truth", "transfer_by": "template"}).groups["template"]
+    rows = colour_rows()
+    del rows[4]["size"]
+    path = write_jsonl(tmp_path / "holes.jsonl", rows)
+    msg = config_error({"source": "jsonl", "path": str(path), "id_field": "id", "label_field": "colour",
+                        "transfer_by": "size"})
+    assert msg.startswith("invalid config at `datasets.mydocs.transfer_by`: dataset 'mydocs': ") and \
+        f"{path}:5: transfer_by column 'size' is missing" in msg, msg
+    texts = tmp_path / "t.txt"
+    texts.write_text("one\ntwo\n")
+    for dataset, needle in [
+        ({"source": "builtin", "name": "truth", "transfer_by": "topic"}, "builtin 'truth' has no column 'topic' "
+                                                                          "(its columns: template)"),
+        ({"source": "builtin", "transfer_by": "template"}, "`transfer_by` is set but the dataset has no labels"),
+        ({"source": "text-file", "path": str(texts), "labels_path": str(texts), "transfer_by": "x"},
+         "source 'text-file' has none"),
+        (colour_spec(tmp_path, transfer_by="label"), "names a column the label store reserves"),
+    ]:
+        msg = config_error(dataset)
+        assert msg.startswith("invalid config at `datasets.mydocs.transfer_by`:") and needle in msg, msg
+
+
 # ------------------------------------------------------------------------------------------ fingerprint
 def test_labels_enter_the_fingerprint_only_when_present(tmp_path):
     spec = colour_spec(tmp_path)

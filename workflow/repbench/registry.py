@@ -18,8 +18,9 @@ What a metric reads decides which stores its job needs:
 * ``spectra`` — the per-layer eigenvalues ``results/spectra/{dataset}/{model}.zarr``;
 * ``labels`` — the per-sample labels stored with the activations (label families run on labelled datasets only).
 
-``dense`` marks metrics whose cost grows with products of the features (O(N·D²) per layer or layer pair) rather
-than with the graph size O(N·k): resource estimates and the permutation null treat them differently.
+``dense`` marks metrics whose layer × layer pass works on the features (O(N·D²) products, or O(N·k·D) feature
+gathers) rather than on the graphs alone (O(N·k)): each permutation of their null is a full pass over both
+models' features, so the null gives them the smaller permutation count.
 ``per_sample`` names the function of the family module that gives the metric's per-sample terms (bootstrap
 intervals use them). ``lower_is_more_similar`` marks distances and imbalances (0 = identical): their best layer
 pair is the minimum and their calibration looks at the lower tail. ``group`` names the module of
@@ -81,6 +82,11 @@ METRICS: dict[str, Metric] = {
         Metric("probe_chance_accuracy", "probes", ("features", "labels")),
         Metric("probe_r2", "probes", ("features", "labels")),
         Metric("probe_chance_r2", "probes", ("features", "labels")),
+        # transfer (dataset key transfer_by): leave one value of a sample column out, train on the rest
+        Metric("probe_transfer_accuracy", "probes", ("features", "labels")),
+        Metric("probe_transfer_balanced_accuracy", "probes", ("features", "labels")),
+        Metric("probe_transfer_macro_f1", "probes", ("features", "labels")),
+        Metric("probe_transfer_r2", "probes", ("features", "labels")),
         # clusters: how the classes sit in the layer (label overlap on the euclidean graph)
         Metric("label_overlap", "clusters", ("graphs", "labels"), space="euclidean"),
         Metric("silhouette", "clusters", ("features", "labels")),
@@ -113,7 +119,9 @@ METRICS: dict[str, Metric] = {
         Metric("cka_rbf", "alignment", ("features",), dense=True, group="dense"),
         Metric("jaccard_knn", "alignment", ("graphs",), space="cosine", group="neighborhoods"),
         Metric("rank_sim", "alignment", ("graphs",), space="cosine", group="neighborhoods"),
-        Metric("second_order_cos", "alignment", ("graphs", "features"), space="cosine", group="neighborhoods"),
+        # second-order cosine: cosines at the other model's neighbours, O(N·k·D) feature work per layer pair
+        Metric("second_order_cos", "alignment", ("graphs", "features"), space="cosine", dense=True,
+               group="neighborhoods"),
         # information imbalance: ranks beyond the stored graph come from O(N²·D) distance counts, hence dense
         Metric("info_imbalance_ab", "alignment", ("graphs", "features"), space="euclidean", dense=True,
                lower_is_more_similar=True, group="neighborhoods"),

@@ -34,6 +34,7 @@ LABEL_KEYS = (
     "labels_path",
     "labels",
     "label_type",
+    "transfer_by",
 )  # the label store's, not extraction's
 LABELLED = sorted(d for d, spec in config["datasets"].items() if labelled(spec))
 # label families run on labelled datasets only: without one they have nothing to do

@@ -19,6 +19,7 @@ rule probes:
         poolings=config["metrics"]["poolings"],
         info=model_info,
         options=canonical(config["metrics"]["probes"]),
+        transfer_by=lambda w: config["datasets"][w.dataset].get("transfer_by"),
     script:
         "../repbench/stages/probes.py"
 

@@ -25,6 +25,7 @@ import numpy as np
 from . import DatasetError, jsonl_records, text_lines
 
 LABEL_TYPES = ("class", "regression")
+BUILTIN_COLUMNS = {"truth": ("template",)}  # the per-sample string columns a builtin set carries
 
 
 def label_source(spec: dict) -> str | None:
@@ -48,12 +49,26 @@ def label_source(spec: dict) -> str | None:
                                key=key)
         if source == "builtin" and builtin not in ("digits", "truth"):
             raise DatasetError(f"builtin {builtin!r} has no labels (builtin digits and truth have)", key="labels")
-    elif source == "builtin" and builtin == "truth":
-        return "labels"
-    if spec.get("label_type") is not None and not keys and not (source == "builtin" and builtin == "truth"):
-        raise DatasetError("`label_type` is set but the dataset has no labels (set label_field, labels_path or "
-                           "labels)", key="label_type")
-    return keys[0] if keys else None
+    truth = source == "builtin" and builtin == "truth"
+    for key in ("label_type", "transfer_by"):
+        if spec.get(key) is not None and not keys and not truth:
+            raise DatasetError(f"`{key}` is set but the dataset has no labels (set label_field, labels_path or "
+                               "labels)", key=key)
+    transfer_by = spec.get("transfer_by")
+    if transfer_by is not None:
+        if source not in ("jsonl", "builtin"):
+            raise DatasetError(f"`transfer_by` needs a per-sample column: jsonl records have them (a record key), "
+                               f"source {source!r} has none", key="transfer_by")
+        if source == "builtin" and transfer_by not in BUILTIN_COLUMNS.get(builtin, ()):
+            known = ", ".join(BUILTIN_COLUMNS.get(builtin, ())) or "none"
+            raise DatasetError(f"builtin {builtin!r} has no column {transfer_by!r} (its columns: {known})",
+                               key="transfer_by")
+        from ..store import RESERVED_SAMPLE_COLUMNS
+
+        if transfer_by in RESERVED_SAMPLE_COLUMNS:
+            raise DatasetError(f"`transfer_by: {transfer_by}` names a column the label store reserves "
+                               f"({', '.join(RESERVED_SAMPLE_COLUMNS)})", key="transfer_by")
+    return keys[0] if keys else ("labels" if truth else None)
 
 
 def raw_labels(name: str, spec: dict, ids: list[str]) -> tuple[list | None, dict[str, list[str]]]:
@@ -68,7 +83,7 @@ def raw_labels(name: str, spec: dict, ids: list[str]) -> tuple[list | None, dict
     source, encoding = spec["source"], spec.get("encoding", "utf-8")
     if source == "jsonl":
         field, path = spec["label_field"], Path(spec["path"])
-        values = []
+        column, values, groups = spec.get("transfer_by"), [], []
         for n, record in jsonl_records(path, encoding):
             value = record.get(field) if isinstance(record, dict) else None
             if value is None or (isinstance(value, str) and not value.strip()):
@@ -82,9 +97,11 @@ def raw_labels(name: str, spec: dict, ids: list[str]) -> tuple[list | None, dict
                 raise DatasetError(f"dataset {name!r}: {path}:{n}: label field {field!r} holds a "
                                    f"{type(value).__name__}, not a class name or a number", key="label_field")
             values.append((value, f"{path}:{n}"))
+            if column is not None:
+                groups.append(_column_value(record, column, name, f"{path}:{n}"))
         if len(values) != len(ids):  # pragma: no cover - the loaders read the same non-empty lines
             raise DatasetError(f"dataset {name!r}: {path}: {len(values)} labels for {len(ids)} records")
-        return values, {}
+        return values, ({} if column is None else {column: groups})
     if source == "text-file":
         text_path, label_path = Path(spec["path"]), Path(spec["labels_path"])
         if not label_path.is_file():
@@ -203,3 +220,15 @@ def check_label_count(name: str, spec: dict, labels: np.ndarray, label_names: li
     elif len(np.unique(labels)) < 2:
         raise DatasetError(f"dataset {name!r}: the regression targets from `{key}` take fewer than 2 distinct "
                            f"values{what}", key=key)
+
+
+def _column_value(record: dict, column: str, name: str, where: str) -> str:
+    """The ``transfer_by`` column of one jsonl record as a string (a class name or a number); missing, null,
+    empty or nested values are a :class:`DatasetError` naming the dataset and line."""
+    value = record.get(column)
+    if value is None or isinstance(value, (list, dict)) or (isinstance(value, str) and not value.strip()):
+        what = "missing" if column not in record else f"{value!r}"
+        raise DatasetError(f"dataset {name!r}: {where}: transfer_by column {column!r} is {what}; every sample "
+                           "needs a value (a name or a number)", key="transfer_by")
+    return str(value)
+

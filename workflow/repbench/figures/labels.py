@@ -9,8 +9,8 @@ import pandas as pd
 
 from . import STYLE, legend_and_title, model_colors, plt
 
-CLASSIFICATION = ("probe_accuracy", "probe_balanced_accuracy", "probe_macro_f1")
-REGRESSION = ("probe_r2",)
+CLASSIFICATION = ("probe_accuracy", "probe_balanced_accuracy", "probe_macro_f1", "probe_transfer_accuracy")
+REGRESSION = ("probe_r2", "probe_transfer_r2")
 
 
 def probe_figure(frame: pd.DataFrame, title: str):
@@ -26,7 +26,7 @@ def probe_figure(frame: pd.DataFrame, title: str):
         colors = model_colors(sorted(wide["model"].unique()))
         band = wide[wide["metric"] == chance].groupby("relative_depth")[["mean", "std"]].mean().reset_index()
         for ax, metric in zip(axes[0], metrics, strict=True):
-            if not band.empty and metric != "probe_macro_f1":
+            if not band.empty and metric not in ("probe_macro_f1", "probe_transfer_accuracy"):
                 ax.fill_between(band["relative_depth"], band["mean"] - band["std"], band["mean"] + band["std"],
                                 color="0.85", lw=0, label="chance (permuted labels)")
                 ax.plot(band["relative_depth"], band["mean"], color="0.6", lw=0.8, ls="--")

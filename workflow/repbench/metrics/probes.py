@@ -605,6 +605,31 @@ def layer_rows(activations, labels, params: dict | None = None) -> list[list[dic
     return [_classification_rows(result, options) for result in results]
 
 
+def transfer_rows(activations, labels, groups, column: str, params: dict | None = None,
+                  progress: bool = True) -> list[list[dict]]:
+    """Per layer of ``activations`` (L, N, D), the leave-one-group-out transfer probe (:func:`probe_by_group`,
+    ``groups`` (N,) the values of the sample column ``column``): one split per value g, trained on the samples
+    with another value, tested on those with g. Rows ``probe_transfer_accuracy``,
+    ``probe_transfer_balanced_accuracy``, ``probe_transfer_macro_f1`` (classes) or ``probe_transfer_r2`` (a numeric
+    target), ``mean`` and ``std`` over the splits, with the columns ``transfer_by`` and ``n_splits``. Same
+    regularisation as the k-fold probe (``C``, ``alpha``, ``tol``, ``max_iter``, ``device``, ``dtype``)."""
+    options = {**DEFAULTS, **(params or {})}
+    keys = ("C", "alpha", "tol", "max_iter", "device", "dtype")
+    rows = []
+    for layer in tqdm(range(activations.shape[0]), desc="transfer probe layers", mininterval=2,
+                      disable=not progress):
+        result = probe_by_group(np.asarray(activations[layer]), labels, groups, **{k: options[k] for k in keys})
+        extra = {"transfer_by": column, "n_splits": len(result["test_groups"])}
+        if "r2" in result:
+            values = {"probe_transfer_r2": result["r2"]}
+        else:
+            values = {f"probe_transfer_{name}": result[name]
+                      for name in ("accuracy", "balanced_accuracy", "macro_f1")}
+            extra["converged"] = result["converged"]
+        rows.append(_mean_std_rows(values, extra))
+    return rows
+
+
 def _classification_rows(result: dict, options: dict) -> list[dict]:
     extra = {"n_folds": options["n_folds"], "n_permutations": options["n_permutations"],
              "converged": result["converged"]}

@@ -9,15 +9,20 @@ def probes(job) -> None:
 
     Layers are probed in order, each warm-started from the previous layer's solution (same folds, same
     standardised problems: only the iteration count changes). Classes → logistic probe; a numeric target → ridge.
+    With the dataset's ``transfer_by`` column, every layer also gets the leave-one-value-out transfer probe.
     """
     from repbench import store, tables
     from repbench.metrics import probes as family
 
     acts, options = job.input.activations, dict(job.params.options)
     attrs = store.activation_attrs(acts)
-    labels, names, label_type, _ = store.aligned_labels(job.input.labels, acts)
+    labels, names, label_type, columns = store.aligned_labels(job.input.labels, acts)
     if labels is None:
         raise ValueError(f"dataset {attrs['dataset']!r} has no labels (set label_field, labels_path or labels)")
+    transfer_by = job.params.transfer_by
+    if transfer_by is not None and transfer_by not in columns:
+        raise ValueError(f"dataset {attrs['dataset']!r}: transfer_by column {transfer_by!r} is not in the label "
+                         f"store {job.input.labels} (its columns: {sorted(columns) or 'none'}); rerun the labels job")
     options.pop("concept_depth")
     if options["device"] == "auto":
         import torch
@@ -28,6 +33,9 @@ def probes(job) -> None:
         layers = store.pooling_array(acts, pooling)
         try:
             per_layer = family.layer_rows(layers, labels, options)
+            if transfer_by is not None:
+                transfer = family.transfer_rows(layers, labels, columns[transfer_by], transfer_by, options)
+                per_layer = [rows + extra for rows, extra in zip(per_layer, transfer, strict=True)]
         except ValueError as exc:
             raise ValueError(f"model {attrs['model']!r}, dataset {attrs['dataset']!r}, pooling {pooling!r}: "
                              f"{exc}") from None
