@@ -165,6 +165,8 @@ def main(argv=None):
     parser.add_argument("--pair-job", action="store_true", help="time one pair job with every metric (see above)")
     parser.add_argument("--n", type=int, default=None, help="--pair-job: samples (default 10 000; --quick 600)")
     parser.add_argument("--permutations", type=int, default=99, help="--pair-job: graph-metric permutations")
+    parser.add_argument("--graph-cache", default=None,
+                        help="--pair-job: folder keeping the precomputed graphs between runs (same N, D, L, seed)")
     args = parser.parse_args(argv)
     if args.pair_job:
         return pair_job(args)
@@ -244,10 +246,22 @@ def pair_job(args):
           f"{os.cpu_count()} CPUs; one pair: L={n_layers} × N={n} × D={d}, kmax={kmax}")
     data = synthetic_activations(2, n_layers, n, d, seed=args.seed)
     start = time.perf_counter()
-    graphs = [{space: np.stack([knn(data[m, layer], kmax, space, device="cpu")[0] for layer in range(n_layers)])
-               for space in ("cosine", "euclidean")} for m in range(2)]
-    print(f"graphs (the neighbors jobs, not part of the pair job): {4 * n_layers} graphs in "
-          f"{time.perf_counter() - start:.1f} s")
+    cache = None
+    if args.graph_cache:
+        os.makedirs(args.graph_cache, exist_ok=True)
+        cache = os.path.join(args.graph_cache, f"pair_graphs_L{n_layers}_N{n}_D{d}_k{kmax}_seed{args.seed}.npz")
+    if cache and os.path.exists(cache):
+        with np.load(cache) as stored:
+            graphs = [{space: stored[f"{space}{m}"] for space in ("cosine", "euclidean")} for m in range(2)]
+        print(f"graphs (the neighbors jobs, not part of the pair job): read from {cache}")
+    else:
+        graphs = [{space: np.stack([knn(data[m, layer], kmax, space, device="cpu")[0]
+                                    for layer in range(n_layers)])
+                   for space in ("cosine", "euclidean")} for m in range(2)]
+        print(f"graphs (the neighbors jobs, not part of the pair job): {4 * n_layers} graphs in "
+              f"{time.perf_counter() - start:.1f} s")
+        if cache:
+            np.savez(cache, **{f"{space}{m}": graphs[m][space] for m in range(2) for space in graphs[m]})
     options = schema_defaults("alignment") | {"k": args.k, "clip_quantile": None, "seed": args.seed}
     metrics = registry.names("alignment")
     options.update(metrics=list(metrics), null_metrics=list(metrics), null_permutations=args.permutations,
@@ -255,9 +269,15 @@ def pair_job(args):
     start = time.perf_counter()
     prepared = [al.prepare_model(list(data[m]), graphs[m], args.k, metrics, options=options) for m in range(2)]
     prepare_s = time.perf_counter() - start
-    start = time.perf_counter()
-    mats = al.pair_matrices_prepared(*prepared, metrics)
-    matrices_s = time.perf_counter() - start
+    print(f"prepare (per-layer work, both models): {prepare_s:.1f} s", flush=True)
+    mats, matrices_s = {}, 0.0
+    for group in ("core", "dense", "neighborhoods"):  # timed apart; together they are one call in the stage
+        chosen = [m for m in metrics if (registry.METRICS[m].group or "core") == group]
+        start = time.perf_counter()
+        mats.update(al.pair_matrices_prepared(*prepared, chosen))
+        elapsed = time.perf_counter() - start
+        matrices_s += elapsed
+        print(f"  matrices of the {group} metrics ({', '.join(chosen)}): {elapsed:.1f} s", flush=True)
     graph_metrics = [m for m in metrics if m not in registry.dense(metrics)]  # null: O(N·k) per layer pair
     start = time.perf_counter()
     calibration(prepared, mats, options | {"null_metrics": graph_metrics})

@@ -21,6 +21,7 @@ from reference import (
 from repbench.metrics import alignment as al
 from repbench.metrics.alignment import dense as dn
 from repbench.metrics.alignment import linear_cka
+from repbench.neighbors import knn
 
 FIXTURES = pathlib.Path(__file__).with_name("fixtures")
 sys.path.insert(0, str(FIXTURES))
@@ -316,3 +317,24 @@ def test_pwcca_differs_from_svcca_on_unwhitened_data(name):
     assert entry["svcca"]["pwcca"] == pytest.approx(entry["resi"]["pwcca"], rel=1e-9)
     assert abs(dn.pwcca(A, B) - entry["svcca"]["pwcca"]) > 1e-3
     assert dn.pwcca(A, B) == pytest.approx(dense_pwcca(A, B), rel=1e-9)
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 2**30])
+def test_kernel_scores_from_the_dense_groups_cross_products_equal_their_own_pass(cache_bytes):
+    """With a factor metric of the dense group in the same call, CKA, RV, unbiased CKA and SVCCA come from the
+    dense pass's cross products (one per layer pair): the same values as the kernel pass alone, and the same
+    kNN-pass Jaccard and rank similarity as the neighbourhood group's own pass."""
+    rng = np.random.default_rng(31)
+    layers_a = [rng.normal(size=(80, d)) for d in (5, 9)]
+    layers_b = [rng.normal(size=(80, d)) + layers_a[0][:, :1] for d in (7, 3, 6)]
+    graphs = [np.stack([knn(X, 12, "cosine")[0] for X in layers]) for layers in (layers_a, layers_b)]
+    kernel = ("cka", "rv", "unbiased_cka", "svcca")
+    position = ("jaccard_knn", "rank_sim")
+    alone = al.pair_matrices(layers_a, layers_b, graphs[0], graphs[1], 5, kernel, budget_bytes=cache_bytes)
+    apart = al.pair_matrices(None, None, graphs[0], graphs[1], 5, position)
+    together = al.pair_matrices(layers_a, layers_b, graphs[0], graphs[1], 5,
+                                kernel + position + ("mutual_knn", "procrustes"), budget_bytes=cache_bytes)
+    for name in kernel:
+        np.testing.assert_allclose(together[name], alone[name], rtol=1e-12, atol=1e-14)
+    for name in position:
+        np.testing.assert_array_equal(together[name], apart[name])

@@ -291,3 +291,36 @@ def test_ranks_by_count_are_exact_where_the_matrix_product_screen_is_not():
     rows = np.repeat(np.arange(n), n - 1)
     targets = full.ravel().astype(np.int64)
     np.testing.assert_array_equal(nb._ranks_by_count(X, rows, targets, 2**20), np.tile(np.arange(1, n), n))
+
+
+def test_ranks_by_count_equal_dense_ranks_on_offset_data_with_outlier_norms():
+    """A large common offset (anisotropy) and rows of very different norms: the float32 screen's bound is per
+    point, and the counts over every target of a row at once equal the dense ranks for any block budget."""
+    rng = np.random.default_rng(21)
+    n, d = 150, 24
+    X = 50.0 + rng.normal(size=(n, d)) * rng.choice([0.01, 1.0, 30.0], size=(n, 1))
+    X[5] = X[6]  # a duplicate: equal distances, ordered by index
+    dense = dense_ranks(X)
+    rows = np.repeat(np.arange(n), 12)
+    targets = rng.integers(0, n - 1, size=len(rows))
+    targets = np.where(targets >= rows, targets + 1, targets)  # never the row itself
+    for budget in (1, 8 * n * 4 * 9, 2**30):
+        np.testing.assert_array_equal(nb._ranks_by_count(X, rows, targets, budget), dense[rows, targets])
+
+
+def test_cosines_at_many_block_product_equals_gathers():
+    """The block cosine-matrix path (many neighbours per row) reads the same cosines as the row gathers."""
+    rng = np.random.default_rng(22)
+    X = rng.normal(size=(90, 7)) + 2.0
+    unit = nb._unit_rows(X)
+    graphs = [rng.integers(0, 90, size=(90, k)) for k in (3, 5)]
+    gathered = [nb._cosines_at(unit, g) for g in graphs]
+    assert sum(g.shape[1] for g in graphs) * nb._GATHER_COST_IN_FLOPS >= len(X)  # the product path is taken
+    for budget in (1, 8 * 90 * 7, 2**30):
+        for got, want in zip(nb._cosines_at_many(unit, graphs, budget), gathered, strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    wide = rng.normal(size=(2000, 3))  # few neighbours per row: the gather path
+    unit = nb._unit_rows(wide)
+    graph = rng.integers(0, 2000, size=(2000, 2))
+    assert graph.shape[1] * nb._GATHER_COST_IN_FLOPS < len(wide)
+    np.testing.assert_array_equal(nb._cosines_at_many(unit, [graph], 2**20)[0], nb._cosines_at(unit, graph))

@@ -72,6 +72,7 @@ from .knn import (
     mutual_knn_per_sample,
 )
 from . import calibration
+from .neighborhoods import _jaccard_terms, _rank_sim_terms
 from .summaries import SUMMARIES, bootstrap_ci, matched_layers, null_calibration_prepared, summarize
 
 CALIBRATION_KEYS = ("null_mean", "null_std", "z", "tau", "p_value", "calibrated")  # per summary, in the pair files
@@ -101,6 +102,7 @@ _GRAPH_METRICS = frozenset(registry.reads(CORE_METRICS, "graphs"))
 _FEATURE_METRICS = frozenset(registry.reads(CORE_METRICS, "features"))
 
 
+_POSITION_METRICS = ("jaccard_knn", "rank_sim")  # neighbourhood metrics computed in the core graph pass when it runs
 DEFAULT_FEATURE_BUDGET_BYTES = 1024 * 2**20  # features held at once by the dense metrics (see LayerFactors)
 # dense metrics that come from one cross product of the centred layers (CKNNA's kernel lives on the graph's edges)
 _DENSE_PAIR_METRICS = frozenset(registry.dense(CORE_METRICS)) - _GRAPH_METRICS
@@ -269,19 +271,29 @@ def pair_matrices_prepared(model_a: PreparedModel, model_b: PreparedModel, metri
     metrics = _validated_metrics(metrics)
     _check_same_samples(model_a.n_samples, model_b.n_samples)
     out = {name: np.full((len(model_a), len(model_b)), np.nan) for name in metrics}
-    for group, state_a in model_a.groups.items():
-        chosen = tuple(m for m in metrics if m in _GROUPED and registry.METRICS[m].group == group)
-        if chosen:
-            out.update(_groups()[chosen[0]].matrices(state_a, model_b.groups[group], chosen, model_a.options))
+    dense_metrics = [m for m in metrics if m in _DENSE_PAIR_METRICS]
+    shared = False  # CKA/SVCCA from the dense group's cross products (the same PₐᵀP_b) instead of their own
     graph_metrics = [m for m in metrics if m in _GRAPH_METRICS]
+    # Jaccard and rank similarity are functions of the slots the core graph pass finds anyway
+    on_positions = [m for m in _POSITION_METRICS if m in metrics] if graph_metrics else []
+    for group, state_a in model_a.groups.items():
+        chosen = tuple(m for m in metrics if m in _GROUPED and registry.METRICS[m].group == group
+                       and m not in on_positions)
+        if not chosen:
+            continue
+        module, extra = _groups()[chosen[0]], {}
+        if group == "dense" and dense_metrics and module.uses_factors(chosen):
+            def on_cross(i, j, cross):
+                _cross_scores(model_a.layers[i], model_b.layers[j], cross, dense_metrics, out, i, j)
+            extra, shared = {"on_cross": on_cross}, True
+        out.update(module.matrices(state_a, model_b.groups[group], chosen, model_a.options, **extra))
     if graph_metrics:
         for j, b in enumerate(model_b.layers):
             lookup_b = _SlotLookup.from_graph(b.graph)
             for i, a in enumerate(model_a.layers):
-                for name, value in _graph_scores(a, b, lookup_b, graph_metrics).items():
+                for name, value in _graph_scores(a, b, lookup_b, graph_metrics + on_positions).items():
                     out[name][i, j] = value
-    dense_metrics = [m for m in metrics if m in _DENSE_PAIR_METRICS]
-    if dense_metrics:
+    if dense_metrics and not shared:
         _dense_scores(model_a, model_b, dense_metrics, out)
     return out
 
@@ -300,6 +312,10 @@ def _graph_scores(a: PreparedLayer, b: PreparedLayer, lookup_b: _SlotLookup, met
         scores["cycle_knn_ba"] = float(relations.cycle_ba().mean())
     if "cknna" in metrics:
         scores["cknna"] = _cknna_from_prepared(a.cknna, b.cknna, relations.positions)
+    if "jaccard_knn" in metrics:
+        scores["jaccard_knn"] = float(_jaccard_terms(relations.positions).mean())
+    if "rank_sim" in metrics:
+        scores["rank_sim"] = float(_rank_sim_terms(relations.positions).mean())
     return scores
 
 
@@ -317,17 +333,20 @@ def _dense_scores(model_a: PreparedModel, model_b: PreparedModel, metrics, out: 
         for j, b in enumerate(model_b.layers):
             factor_b = model_b.factors[j]
             for i in rows:
-                a = model_a.layers[i]
-                cross = factors_a[i].T @ factor_b
-                cross_sq = _cross_sq_norm(cross)
-                for name in {"cka", "rv"} & set(metrics):  # the RV coefficient is linear CKA
-                    out[name][i, j] = _cka_from_prepared(a.kernel, b.kernel, cross_sq)
-                if "unbiased_cka" in metrics:
-                    out["unbiased_cka"][i, j] = _unbiased_cka_from_prepared(a.kernel, b.kernel, cross_sq)
-                if "svcca" in metrics:
-                    out["svcca"][i, j] = _svcca_from_cross(a.svcca, b.svcca, cross)
+                _cross_scores(model_a.layers[i], b, factors_a[i].T @ factor_b, metrics, out, i, j)
             del factor_b
         del factors_a
+
+
+def _cross_scores(a: PreparedLayer, b: PreparedLayer, cross: np.ndarray, metrics, out: dict, i: int, j: int) -> None:
+    """CKA, RV, unbiased CKA and SVCCA of layer pair (i, j) from its cross product C = PₐᵀP_b."""
+    cross_sq = _cross_sq_norm(cross)
+    for name in {"cka", "rv"} & set(metrics):  # the RV coefficient is linear CKA
+        out[name][i, j] = _cka_from_prepared(a.kernel, b.kernel, cross_sq)
+    if "unbiased_cka" in metrics:
+        out["unbiased_cka"][i, j] = _unbiased_cka_from_prepared(a.kernel, b.kernel, cross_sq)
+    if "svcca" in metrics:
+        out["svcca"][i, j] = _svcca_from_cross(a.svcca, b.svcca, cross)
 
 
 def _validated_metrics(metrics) -> tuple[str, ...]:

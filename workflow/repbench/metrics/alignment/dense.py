@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.stats import rankdata
 
-from .kernels import LayerFactors, _check_same_samples, layer_groups
+from .kernels import LayerFactors, _check_same_samples, _singular_values, _svd, layer_groups
 
 METRICS: tuple[str, ...] = ("rsa", "procrustes", "shape_metric", "pwcca", "cka_rbf")
 LOWER_IS_MORE_SIMILAR = frozenset({"procrustes", "shape_metric"})
@@ -374,7 +374,7 @@ def _procrustes_from_nuclear(a: _SpectralLayer, b: _SpectralLayer, nuclear: floa
 def _shape_from_basis_cross(a: _SpectralLayer, b: _SpectralLayer, basis_cross: np.ndarray) -> float:
     """θ from UₐᵀU_b: ‖φ(A)ᵀφ(B)‖_* = ‖diag(tₐ) UₐᵀU_b diag(t_b)‖_*, ‖φ(X)‖_F = ‖t‖."""
     weighted = a.shape_weights[:, None] * basis_cross * b.shape_weights[None, :]
-    cosine = np.linalg.svd(weighted, compute_uv=False).sum() / (
+    cosine = _singular_values(weighted).sum() / (
         np.linalg.norm(a.shape_weights) * np.linalg.norm(b.shape_weights))
     return float(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
@@ -386,10 +386,10 @@ def _pwcca_from_basis_cross(a: _SpectralLayer, b: _SpectralLayer, basis_cross: n
     αᵢ = Σⱼ |⟨hᵢ, aⱼ⟩| = Σⱼ |(pᵢᵀ Λₐ^{½}Vₐᵀ)ⱼ| over A's centred neuron columns aⱼ; ρᵢ = 0 beyond min(rₐ, r_b).
     """
     if a.n_features <= b.n_features:
-        vectors, correlations, _ = np.linalg.svd(basis_cross, full_matrices=True)
+        vectors, correlations, _ = _svd(basis_cross)
         side = a
     else:
-        _, correlations, vectors_t = np.linalg.svd(basis_cross, full_matrices=True)
+        _, correlations, vectors_t = _svd(basis_cross)
         vectors, side = vectors_t.T, b
     rho = np.zeros(vectors.shape[1])
     rho[: len(correlations)] = correlations
@@ -397,13 +397,16 @@ def _pwcca_from_basis_cross(a: _SpectralLayer, b: _SpectralLayer, basis_cross: n
     return float(weights @ rho / weights.sum())
 
 
-def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict) -> dict[str, np.ndarray]:
+def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict, on_cross=None
+             ) -> dict[str, np.ndarray]:
     """{name: float64 (Lₐ, L_b)} for ``metrics`` ⊆ METRICS; [i, j] = score(A layer i, B layer j).
 
     The options that shaped the per-layer state were fixed in :func:`prepare` (both models must agree); here
     ``options`` is only checked against them. Per pair: O(N·mₐ·m_b) for the cross product of the factors plus
     O(m³) for its SVD (procrustes, shape_metric, pwcca), O(n²) for rsa and cka_rbf. ``pwcca`` is NaN for a layer
     pair where either side has D ≥ N (CCA is degenerate there); the single-pair :func:`pwcca` raises instead.
+    ``on_cross(i, j, C)``, when given, receives every cross product C = PₐᵀP_b of the factor metrics' pass (the
+    core pass computes its CKA and SVCCA from the same C instead of a second product).
     """
     metrics = _validated(metrics)
     missing = [m for m in metrics if m not in a.metrics or m not in b.metrics]
@@ -425,14 +428,19 @@ def matrices(a: Prepared, b: Prepared, metrics: tuple[str, ...], options: dict) 
                     out[name][i, j] = vector_a @ vector_b
     factor_metrics = [m for m in metrics if m in _FACTOR_METRICS]
     if factor_metrics:
-        _factor_scores(a, b, factor_metrics, out)
+        _factor_scores(a, b, factor_metrics, out, on_cross)
     return out
+
+
+def uses_factors(metrics) -> bool:
+    """Whether :func:`matrices` of ``metrics`` runs the factor pass (and so calls ``on_cross``)."""
+    return bool(_FACTOR_METRICS & set(metrics))
 
 
 _OPTION_USERS = {"rdm": ("rsa",), "compare": ("rsa",), "alpha": ("shape_metric",), "sigma": ("cka_rbf",)}
 
 
-def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray]) -> None:
+def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray], on_cross=None) -> None:
     """A's factors in groups within half of the cache budget; each B factor fetched once per group."""
     n = a.n_samples
     alpha = a.options["alpha"]
@@ -446,9 +454,11 @@ def _factor_scores(a: Prepared, b: Prepared, metrics, out: dict[str, np.ndarray]
             for i in rows:
                 layer_a = a.spectral[i]
                 cross = factors_a[i].T @ factor_b
+                if on_cross is not None:
+                    on_cross(i, j, cross)
                 nuclear = None
                 if "procrustes" in metrics or unwhitened_shape:
-                    nuclear = float(np.linalg.svd(cross, compute_uv=False).sum())
+                    nuclear = float(_singular_values(cross).sum())
                 if "procrustes" in metrics:
                     out["procrustes"][i, j] = _procrustes_from_nuclear(layer_a, layer_b, nuclear)
                 if unwhitened_shape:  # α = 1: φ(X) = Xᶜ, θ = arccos(‖AᶜᵀBᶜ‖_*/(‖Aᶜ‖_F‖Bᶜ‖_F)), same SVD
@@ -520,7 +530,7 @@ def canonical_correlations(A, B) -> np.ndarray:
     layer_a, factor_a = _single_spectral(A)
     layer_b, factor_b = _single_spectral(B)
     _check_same_samples(factor_a.shape[0], factor_b.shape[0])
-    return np.linalg.svd(_basis_cross(layer_a, layer_b, factor_a.T @ factor_b), compute_uv=False)
+    return _singular_values(_basis_cross(layer_a, layer_b, factor_a.T @ factor_b))
 
 
 def _single_spectral(X) -> tuple[_SpectralLayer, np.ndarray]:

@@ -260,9 +260,10 @@ def _pass(y: Prepared, x: Prepared, y_is_b: bool, second_order: bool, imbalance:
             features = y.features(l)
             unit = _unit_rows(features)
             lookup = _SlotLookup.from_graph(y.cosine_graphs[l])
+            cosines = _cosines_at_many(unit, x.cosine_graphs, budget)
             for m in range(len(x)):
                 graph_x = x.cosine_graphs[m]
-                cos_y = _cosines_at(unit, graph_x)
+                cos_y = cosines[m]
                 outside = lookup.slots(rows, graph_x) < 0
                 if y_is_b:  # Y = B: Σ over all of Nᴬ of cos_A(own)·cos_B
                     dot[l][m] = np.einsum("nk,nk->n", cos_y, x.own_cosines[m])
@@ -323,58 +324,104 @@ def _ranks_by_count(features: np.ndarray, rows: np.ndarray, targets: np.ndarray,
     """rᵢⱼ = 1 + #{l ≠ i : (d(i, l), l) < (d(i, j), j)} for each (i, j) = (rows[s], targets[s]): int64 (S,).
 
     d = Euclidean distance computed exactly as the stored graphs' (``repbench.neighbors``: float64 differences,
-    fixed summation order), so these ranks continue the stored graph's order beyond kmax. Screen, then settle:
-    the squared distances of a block of rows to every point come from one float64 matrix product,
-    g = ‖xᵢ‖² + ‖x_l‖² − 2xᵢ·x_l, with |g − d²| ≤ E = 4(D + 4)·u·(‖xᵢ‖² + ‖x_l‖²) (u = 2⁻⁵³); points with
-    g < d_t² − E − ε_t are closer than the target for sure, points with g > d_t² + E + ε_t farther, and only the
-    few in between (near-ties) get their exact distance and (distance, index) comparison. Only the rows that occur
-    are computed, in blocks of b rows with b·N·8·3 ≤ ``budget_bytes`` (at least one row): never N×N.
-    O(#rows·N·D) as matrix products + O(S·N) comparisons.
+    fixed summation order), so these ranks continue the stored graph's order beyond kmax. Screen, then settle.
+
+    Screen: on the centred points c = x − x̄ (distances do not change; centring keeps ‖c‖² near the scale of the
+    distances even for data far from the origin), g = ‖cᵢ‖² + ‖c_l‖² − 2·cᵢ·c_l in float64 (one matrix product per
+    block of rows). Its error against the exact d² is at most Eᵢ = κ·(‖cᵢ‖² + max_l ‖c_l‖²), κ = 12(D + 4)·u₆₄
+    (the dot product, (D + 2)·u₆₄·‖cᵢ‖‖c_l‖, doubled; the centring and the exact form's own rounding, a few u₆₄
+    more). A float32 product would be twice as fast, but its band, ~10⁻⁴·d², holds so many near-ties that settling
+    them costs more. With the target's exact d_t² (± 4u₆₄·d_t² for its rounding):
+        surely closer   g_l <  a = d_t² − 4u₆₄d_t² − Eᵢ,       maybe closer   g_l ≤ b = d_t² + 4u₆₄d_t² + Eᵢ,
+    self and the target itself excluded. Every target of a row is counted in one pass over the row: the row's
+    2T thresholds are sorted, each g_l is placed among them (``torch.searchsorted``, O(log T)), and a histogram of
+    the places with its cumulative sum gives #{g < a} and #{g ≤ b} for every target at once. Settle: only the l
+    with a ≤ g_l ≤ b (near-ties, usually none) get their exact distance and the (distance, index) comparison.
+    Only the rows that occur are computed, in blocks of r rows with r·N·8·3 ≤ ``budget_bytes`` (at least one
+    row): never N×N. O(#rows·N·D) float64 products + O(#rows·N·log T) placements + O(near-ties·D).
     """
     points = np.ascontiguousarray(features, dtype=np.float64)
     points_t = torch.from_numpy(points)
     n, d = points.shape
+    rows, targets = np.asarray(rows, dtype=np.int64), np.asarray(targets, dtype=np.int64)
     ranks = np.empty(len(rows), dtype=np.int64)
     if not len(rows):
         return ranks
-    sq_norms = np.einsum("ij,ij->i", points, points)
-    unit_roundoff = 2.0 ** -53
+    centred = points_t - points_t.mean(dim=0)
+    sq_norms = (centred * centred).sum(dim=1)
+    kappa = 12.0 * (d + 4) * 2.0 ** -53
+    rounding = 4.0 * 2.0 ** -53
+    target_sq = torch.empty(len(rows), dtype=torch.float64)  # each (row, target)'s exact d², as the graph has it
+    step = max(1, _CHUNK_ELEMENTS // d)
+    for c0 in range(0, len(rows), step):
+        r, t = torch.from_numpy(rows[c0:c0 + step]), torch.from_numpy(targets[c0:c0 + step])
+        target_sq[c0:c0 + step] = _exact_distances_t(points_t[r], points_t[t][:, None], "euclidean")[:, 0] ** 2
     order = np.argsort(rows, kind="stable")
-    unique_rows, starts = np.unique(rows[order], return_index=True)
-    ends = np.append(starts[1:], len(rows))
+    unique_rows, starts, counts = np.unique(rows[order], return_index=True, return_counts=True)
+    width = int(counts.max())  # targets per row; shorter rows are padded with +inf thresholds
+    slot_of = torch.from_numpy(np.arange(len(rows)) - np.repeat(starts, counts))
+    rows_t, targets_t = torch.from_numpy(rows), torch.from_numpy(targets)
     block = max(1, int(budget_bytes) // (8 * n * 3))
     for b0 in range(0, len(unique_rows), block):
-        block_rows = unique_rows[b0:b0 + block]
-        gram = points[block_rows] @ points.T
-        screened = sq_norms[block_rows][:, None] + sq_norms[None, :] - 2.0 * gram
-        bound = 4.0 * (d + 4) * unit_roundoff * (sq_norms[block_rows][:, None] + sq_norms[None, :])
-        chosen = order[starts[b0]:ends[b0 + len(block_rows) - 1]]
-        local = np.searchsorted(block_rows, rows[chosen])
-        step = max(1, _CHUNK_ELEMENTS // n)
-        for c0 in range(0, len(chosen), step):
-            part, where = chosen[c0:c0 + step], local[c0:c0 + step]
-            part_rows, part_targets = rows[part], targets[part]
-            exact_target = _exact_distances_t(points_t[torch.from_numpy(part_rows)],
-                                              points_t[torch.from_numpy(part_targets)][:, None], "euclidean")
-            target_sq = exact_target.numpy()[:, 0] ** 2
-            slack = 4.0 * unit_roundoff * target_sq  # rounding of d_t² itself
-            estimate, error = screened[where], bound[where]
-            low = target_sq[:, None] - error - slack[:, None]
-            high = target_sq[:, None] + error + slack[:, None]
-            closer = estimate < low
-            unsure = ~closer & (estimate <= high)
-            closer[np.arange(len(part)), part_rows] = False  # self is never counted
-            unsure[np.arange(len(part)), part_rows] = False
-            count = np.count_nonzero(closer, axis=1)
-            s_idx, l_idx = np.nonzero(unsure)
-            if len(s_idx):
-                exact = _exact_distances_t(points_t[torch.from_numpy(part_rows[s_idx])],
-                                           points_t[torch.from_numpy(l_idx)][:, None], "euclidean").numpy()[:, 0]
-                at_target = exact_target.numpy()[s_idx, 0]
-                before = (exact < at_target) | ((exact == at_target) & (l_idx < part_targets[s_idx]))
-                count += np.bincount(s_idx[before], minlength=len(part))
-            ranks[part] = 1 + count
+        b1 = min(b0 + block, len(unique_rows))
+        span = slice(starts[b0], starts[b1 - 1] + counts[b1 - 1])
+        entries = torch.from_numpy(order[span])  # into rows/targets
+        local = torch.from_numpy(np.repeat(np.arange(b1 - b0), counts[b0:b1]))
+        slot = slot_of[span]
+        block_rows = torch.from_numpy(unique_rows[b0:b1])
+        screened = torch.addmm(sq_norms[block_rows][:, None] + sq_norms[None, :], centred[block_rows], centred.T,
+                               alpha=-2.0)
+        screened.scatter_(1, block_rows[:, None], float("inf"))  # self never counts
+        t_sq = target_sq[entries]
+        margin = rounding * t_sq + kappa * (sq_norms[block_rows[local]] + sq_norms.max())
+        low, high = t_sq - margin, t_sq + margin
+        thresholds = torch.full((b1 - b0, 2 * width), float("inf"), dtype=torch.float64)
+        thresholds[local, slot] = low
+        thresholds[local, width + slot] = torch.nextafter(high, torch.tensor(float("inf"), dtype=torch.float64))
+        below = _count_below(screened, thresholds)  # #{g < low}, #{g < high⁺} = #{g ≤ high}
+        at_target = screened[local, targets_t[entries]]  # the target is not its own competitor
+        closer = below[local, slot] - (at_target < low).long()
+        maybe = below[local, width + slot] - (at_target <= high).long()
+        count = closer
+        unsure = torch.nonzero(maybe > closer).flatten()
+        if len(unsure):
+            count[unsure] += _settle(points_t, screened, low, high, local, entries, unsure, rows_t, targets_t)
+        ranks[entries.numpy()] = 1 + count.numpy()
     return ranks
+
+
+def _count_below(values: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """#{l : values[r, l] < thresholds[r, p]} for every row r and column p: (R, P) int64.
+
+    Each value is placed among its row's sorted thresholds (p = #{thresholds ≤ value}, O(log P)); #{v < s} is the
+    number of values placed at or before the first position of s, read from the cumulative histogram of places.
+    """
+    sorted_t, position = torch.sort(thresholds, dim=1)
+    place = torch.searchsorted(sorted_t, values, right=True)
+    histogram = torch.zeros(thresholds.shape[0], thresholds.shape[1] + 1, dtype=torch.int64)
+    histogram.scatter_add_(1, place, torch.ones(1, dtype=torch.int64).expand_as(place))
+    per_sorted = torch.gather(histogram.cumsum(dim=1), 1, torch.searchsorted(sorted_t, sorted_t, right=False))
+    return torch.empty_like(per_sorted).scatter_(1, position, per_sorted)
+
+
+def _settle(points_t, screened, low, high, local, entries, unsure, rows_t, targets_t) -> torch.Tensor:
+    """For the (row, target) entries ``unsure`` (positions in ``local``/``entries``): how many of the screen's
+    near-ties (low ≤ g ≤ high, target excluded) precede the target in exact (distance, index) order. (U,) int64."""
+    extra = torch.zeros(len(unsure), dtype=torch.int64)
+    step = max(1, _CHUNK_ELEMENTS // screened.shape[1])
+    for c0 in range(0, len(unsure), step):
+        part = unsure[c0:c0 + step]
+        entry = entries[part]
+        query_rows, query_targets = rows_t[entry], targets_t[entry]
+        values = screened[local[part]]
+        band = (values >= low[part][:, None]) & (values <= high[part][:, None])
+        band[torch.arange(len(part)), query_targets] = False
+        s_idx, l_idx = torch.nonzero(band, as_tuple=True)
+        exact = _exact_distances_t(points_t[query_rows[s_idx]], points_t[l_idx][:, None], "euclidean")[:, 0]
+        at_target = _exact_distances_t(points_t[query_rows], points_t[query_targets][:, None], "euclidean")[:, 0]
+        before = (exact < at_target[s_idx]) | ((exact == at_target[s_idx]) & (l_idx < query_targets[s_idx]))
+        extra[c0:c0 + step] = torch.bincount(s_idx[before], minlength=len(part))
+    return extra
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -393,6 +440,29 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
     if not np.any(X != 0, axis=1).all():
         raise ValueError("cosine similarities need non-zero rows")
     return _neighbors_unit_rows(X)
+
+
+#: A gathered feature costs about this many multiply-adds of a matrix product (measured on 2 CPU cores, float64,
+#: D = 768: gathering 10 neighbours' rows of 10 000 samples takes as long as a 10 000 × 10 000 × 768 product / 40).
+_GATHER_COST_IN_FLOPS = 40
+
+
+def _cosines_at_many(unit: np.ndarray, graphs, budget_bytes: int) -> list[np.ndarray]:
+    """[_cosines_at(unit, g) for g in graphs], computed the cheaper way: gathers of the neighbours' rows
+    (O(N·Σk·D) memory traffic) or, when the graphs hold many neighbours per row together (Σk·40 ≥ N), the
+    cosine matrix in row blocks of b rows (b·N·8 ≤ ``budget_bytes``), X̂_b X̂ᵀ, read at the graphs' entries
+    (O(N²·D) flops, never N×N in memory)."""
+    n = unit.shape[0]
+    if sum(g.shape[1] for g in graphs) * _GATHER_COST_IN_FLOPS < n:
+        return [_cosines_at(unit, g) for g in graphs]
+    out = [np.empty(g.shape) for g in graphs]
+    unit_t = torch.from_numpy(np.ascontiguousarray(unit))
+    block = max(1, int(budget_bytes) // (8 * n))
+    for r0 in range(0, n, block):
+        gram = (unit_t[r0:r0 + block] @ unit_t.T).numpy()
+        for graph, values in zip(graphs, out, strict=True):
+            values[r0:r0 + block] = np.take_along_axis(gram, graph[r0:r0 + block], axis=1)
+    return out
 
 
 def _cosines_at(unit: np.ndarray, graph: np.ndarray) -> np.ndarray:
