@@ -43,3 +43,20 @@ def test_lcs_on_hand_made_lists():
     np.testing.assert_allclose(al.lcs_knn_per_sample(a, b, 4)[:4], [1.0, 0.25, 0.5, 0.0])
     np.testing.assert_allclose(al.mutual_knn_per_sample(a, b, 4)[:4], [1.0, 1.0, 0.75, 0.0])
     np.testing.assert_allclose(al.lcs_knn_per_sample(a, b, 2)[:4], [1.0, 0.0, 0.5, 0.0])
+
+
+def test_slot_lookup_refilled_from_a_spent_one_equals_a_fresh_one():
+    """from_graph(reuse=…) clears the spent table's entries and refills it: the same slots as a new table, also
+    when the spent graph was wider (a Euclidean kmax graph before a cosine k graph)."""
+    rng = np.random.default_rng(15)
+    n = 70
+    wide = np.stack([rng.permutation(n)[:20] for _ in range(n)])
+    narrow = np.stack([rng.permutation(n)[:6] for _ in range(n)])
+    spent = al._SlotLookup.from_graph(wide)
+    refilled = al._SlotLookup.from_graph(narrow, reuse=spent)
+    assert refilled.table is spent.table  # the same memory
+    fresh = al._SlotLookup.from_graph(narrow)
+    np.testing.assert_array_equal(refilled.table, fresh.table)
+    rows, cols = rng.integers(0, n, size=(5, 40)), rng.integers(0, n, size=(5, 40))
+    np.testing.assert_array_equal(refilled.slots(rows, cols), fresh.slots(rows, cols))
+    np.testing.assert_array_equal(fresh.slots(np.arange(n)[:, None], narrow), np.tile(np.arange(6), (n, 1)))

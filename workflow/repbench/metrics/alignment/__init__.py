@@ -151,6 +151,12 @@ class PreparedModel:
     def __len__(self) -> int:
         return self.n_layers
 
+    def for_metrics(self, metrics) -> PreparedModel:
+        """The same model keeping only the group states that ``pair_matrices_prepared(…, metrics)`` reads (so a
+        permutation null does not relabel, e.g., Euclidean graphs that none of its metrics uses)."""
+        used = set(_group_metrics(_validated_metrics(metrics)))
+        return replace(self, groups={name: state for name, state in self.groups.items() if name in used})
+
     def permuted(self, perm: np.ndarray, inverse: np.ndarray) -> PreparedModel:
         """Samples reordered (new sample i = old perm[i]) without recomputing anything per layer."""
         return replace(self, layers=[layer.permuted(perm, inverse) for layer in self.layers],
@@ -274,13 +280,11 @@ def pair_matrices_prepared(model_a: PreparedModel, model_b: PreparedModel, metri
     dense_metrics = [m for m in metrics if m in _DENSE_PAIR_METRICS]
     shared = False  # CKA/SVCCA from the dense group's cross products (the same PₐᵀP_b) instead of their own
     graph_metrics = [m for m in metrics if m in _GRAPH_METRICS]
-    # Jaccard and rank similarity are functions of the slots the core graph pass finds anyway
-    on_positions = [m for m in _POSITION_METRICS if m in metrics] if graph_metrics else []
-    for group, state_a in model_a.groups.items():
-        chosen = tuple(m for m in metrics if m in _GROUPED and registry.METRICS[m].group == group
-                       and m not in on_positions)
-        if not chosen:
-            continue
+    on_positions = _on_positions(metrics)
+    for group, chosen in _group_metrics(metrics).items():
+        if group not in model_a.groups or group not in model_b.groups:
+            raise ValueError(f"metrics {list(chosen)} were not prepared (prepare_model with them)")
+        state_a = model_a.groups[group]
         module, extra = _groups()[chosen[0]], {}
         if group == "dense" and dense_metrics and module.uses_factors(chosen):
             def on_cross(i, j, cross):
@@ -288,13 +292,31 @@ def pair_matrices_prepared(model_a: PreparedModel, model_b: PreparedModel, metri
             extra, shared = {"on_cross": on_cross}, True
         out.update(module.matrices(state_a, model_b.groups[group], chosen, model_a.options, **extra))
     if graph_metrics:
+        lookup_b = None
         for j, b in enumerate(model_b.layers):
-            lookup_b = _SlotLookup.from_graph(b.graph)
+            lookup_b = _SlotLookup.from_graph(b.graph, reuse=lookup_b)
             for i, a in enumerate(model_a.layers):
                 for name, value in _graph_scores(a, b, lookup_b, graph_metrics + on_positions).items():
                     out[name][i, j] = value
     if dense_metrics and not shared:
         _dense_scores(model_a, model_b, dense_metrics, out)
+    return out
+
+
+def _on_positions(metrics) -> list[str]:
+    """Jaccard and rank similarity are functions of the slots the core kNN pass finds anyway: when that pass
+    runs, they are computed there instead of in the neighbourhood group."""
+    return [m for m in _POSITION_METRICS if m in metrics] if _GRAPH_METRICS & set(metrics) else []
+
+
+def _group_metrics(metrics) -> dict[str, tuple[str, ...]]:
+    """{group: the metrics of ``metrics`` its ``matrices`` computes} for the groups a layer × layer pass calls."""
+    skip = set(_on_positions(metrics))
+    out = {}
+    for m in metrics:
+        if m in _GROUPED and m not in skip:
+            group = registry.METRICS[m].group
+            out[group] = out.get(group, ()) + (m,)
     return out
 
 

@@ -113,13 +113,25 @@ class _SlotLookup:
     key_slots: np.ndarray | None = None
 
     @classmethod
-    def from_graph(cls, graph: np.ndarray, max_dense_bytes: int | None = None) -> _SlotLookup:
+    def from_graph(cls, graph: np.ndarray, max_dense_bytes: int | None = None,
+                   reuse: _SlotLookup | None = None) -> _SlotLookup:
+        """The look-up of ``graph`` (N, k). ``reuse``: a look-up the caller is done with; its N×N table, if of the
+        same shape, is cleared entry by entry and refilled (O(N·k)) instead of allocating and zeroing a new one
+        (page faults on N² bytes: ~0.1 s at N = 10 000, paid per B layer and permutation). ``reuse`` is invalid
+        afterwards."""
         n, k = graph.shape
         dtype = np.uint8 if k < 255 else np.int32
         limit = DENSE_LOOKUP_MAX_BYTES if max_dense_bytes is None else max_dense_bytes
         if n * n * np.dtype(dtype).itemsize <= limit:
-            table = np.zeros((n, n), dtype=dtype)
-            table[np.arange(n)[:, None], graph] = np.arange(1, k + 1, dtype=dtype)
+            rows = np.arange(n, dtype=np.int64)[:, None] * n
+            table = None
+            if reuse is not None and reuse.table is not None and reuse.table.shape == (n, n) \
+                    and reuse.table.dtype == dtype:
+                table = reuse.table
+                table.reshape(-1)[rows + reuse.graph] = 0
+            if table is None:
+                table = np.zeros((n, n), dtype=dtype)
+            table.reshape(-1)[rows + graph] = np.arange(1, k + 1, dtype=dtype)
             return cls(graph, table=table)
         keys = np.repeat(np.arange(n, dtype=np.int64), k) * n + graph.ravel()
         order = np.argsort(keys, kind="stable")
@@ -127,8 +139,9 @@ class _SlotLookup:
 
     def slots(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Slot of cols[...] in row rows[...] (broadcast arrays), −1 where absent; int64."""
-        if self.table is not None:
-            return self.table[rows, cols].astype(np.int64) - 1
+        if self.table is not None:  # flat take: ~2.5× numpy's two-index gather
+            n = self.table.shape[0]
+            return np.take(self.table.reshape(-1), np.asarray(rows, dtype=np.int64) * n + cols).astype(np.int64) - 1
         n = self.graph.shape[0]
         queries = (rows * n + cols).ravel()
         where = np.minimum(np.searchsorted(self.keys, queries), len(self.keys) - 1)

@@ -80,6 +80,7 @@ def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, me
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be ≥ 1, got {n_permutations}")
     metrics = _validated_metrics(metrics)
+    model_a, model_b = model_a.for_metrics(metrics), model_b.for_metrics(metrics)  # permute only what is read
     if observed is None:
         observed = pair_matrices_prepared(model_a, model_b, metrics)
     lower = {name: name in lower_is_more_similar for name in metrics}
