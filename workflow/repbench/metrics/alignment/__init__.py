@@ -17,7 +17,10 @@ model, with ``permuted``) and ``matrices(a, b, metrics, options)``; this module 
 This module: layer × layer. ``prepare_model`` does the per-layer work once, one layer read at a time;
 ``pair_matrices_prepared`` (``pair_matrices`` from raw layers) gives every metric's (Lₐ, L_b) matrix. CKA,
 unbiased CKA and SVCCA of a layer pair all come from one cross product PₐᵀP_b of the centred layers, computed in
-a pass that holds at most ``budget_bytes`` of layers and re-reads the rest, so memory stays bounded for large N.
+a pass that holds at most ``budget_bytes`` of layers and re-reads the rest, so memory stays bounded for large N;
+when the dense group's Procrustes/shape/PWCCA pass runs in the same call, it hands its cross products over
+(``on_cross``) and no second product is formed. Jaccard and rank similarity likewise come from the kNN pass's
+slot look-ups when that pass runs.
 Registry ``METRICS`` at the bottom.
 
 Differences from the PRH reference code (documented, not copied): lcs_knn is divided by k; CKNNA/CKA ratios
