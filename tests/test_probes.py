@@ -251,7 +251,7 @@ def test_layer_metrics_rows():
     assert all(r["n_folds"] == 3 and r["converged"] is True for r in rows)
     regression = pr.layer_metrics(X, X[:, 0] + 0.1 * y, {"n_permutations": 1})
     assert [r["metric"] for r in regression[::2]] == list(pr.REGRESSION_METRICS)
-    assert pr.METRICS == pr.CLASSIFICATION_METRICS + pr.REGRESSION_METRICS
+    assert pr.METRICS == pr.CLASSIFICATION_METRICS + pr.REGRESSION_METRICS + pr.TRANSFER_METRICS
 
 
 def test_cuda_path_equals_cpu_path():
@@ -293,8 +293,7 @@ def test_transfer_rows_summarise_leave_one_group_out_per_layer():
     for layer, layer_rows in enumerate(rows):
         direct = pr.probe_by_group(layers[layer], y, groups)
         got = {(r["metric"], r["statistic"]): r["value"] for r in layer_rows}
-        assert set(got) == {(f"probe_transfer_{m}", s) for m in ("accuracy", "balanced_accuracy", "macro_f1")
-                            for s in ("mean", "std")}
+        assert set(got) == {(m, s) for m in pr.TRANSFER_METRICS[:3] for s in ("mean", "std")}
         assert got["probe_transfer_accuracy", "mean"] == pytest.approx(direct["accuracy"].mean(), abs=1e-12)
         assert got["probe_transfer_accuracy", "std"] == pytest.approx(direct["accuracy"].std(), abs=1e-12)
         assert {r["transfer_by"] for r in layer_rows} == {"template"} and {r["n_splits"] for r in layer_rows} == {3}

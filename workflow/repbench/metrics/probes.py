@@ -46,10 +46,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-METRICS = ("probe_accuracy", "probe_balanced_accuracy", "probe_macro_f1", "probe_chance_accuracy",
-           "probe_r2", "probe_chance_r2")
-CLASSIFICATION_METRICS = METRICS[:4]
-REGRESSION_METRICS = METRICS[4:]
+CLASSIFICATION_METRICS = ("probe_accuracy", "probe_balanced_accuracy", "probe_macro_f1", "probe_chance_accuracy")
+REGRESSION_METRICS = ("probe_r2", "probe_chance_r2")
+TRANSFER_METRICS = ("probe_transfer_accuracy", "probe_transfer_balanced_accuracy", "probe_transfer_macro_f1",
+                    "probe_transfer_r2")  # transfer_rows: a split by a sample column (classes; numeric target)
+METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS + TRANSFER_METRICS
 
 DEFAULTS = {"n_folds": 5, "n_permutations": 5, "seed": 0, "C": 1.0, "alpha": 1.0, "tol": 1e-4,
             "max_iter": 1000, "device": "cpu", "dtype": "float32"}
@@ -621,10 +622,10 @@ def transfer_rows(activations, labels, groups, column: str, params: dict | None 
         result = probe_by_group(np.asarray(activations[layer]), labels, groups, **{k: options[k] for k in keys})
         extra = {"transfer_by": column, "n_splits": len(result["test_groups"])}
         if "r2" in result:
-            values = {"probe_transfer_r2": result["r2"]}
+            values = {TRANSFER_METRICS[3]: result["r2"]}
         else:
-            values = {f"probe_transfer_{name}": result[name]
-                      for name in ("accuracy", "balanced_accuracy", "macro_f1")}
+            values = {metric: result[name] for metric, name in
+                      zip(TRANSFER_METRICS[:3], ("accuracy", "balanced_accuracy", "macro_f1"), strict=True)}
             extra["converged"] = result["converged"]
         rows.append(_mean_std_rows(values, extra))
     return rows
