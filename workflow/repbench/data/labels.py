@@ -231,4 +231,3 @@ def _column_value(record: dict, column: str, name: str, where: str) -> str:
         raise DatasetError(f"dataset {name!r}: {where}: transfer_by column {column!r} is {what}; every sample "
                            "needs a value (a name or a number)", key="transfer_by")
     return str(value)
-
