@@ -353,11 +353,11 @@ def _ranks_by_count(features: np.ndarray, rows: np.ndarray, targets: np.ndarray,
     sq_norms = (centred * centred).sum(dim=1)
     kappa = 12.0 * (d + 4) * 2.0 ** -53
     rounding = 4.0 * 2.0 ** -53
-    target_sq = torch.empty(len(rows), dtype=torch.float64)  # each (row, target)'s exact d², as the graph has it
+    target_d = torch.empty(len(rows), dtype=torch.float64)  # each (row, target)'s exact d, as the graph has it
     step = max(1, _CHUNK_ELEMENTS // d)
     for c0 in range(0, len(rows), step):
         r, t = torch.from_numpy(rows[c0:c0 + step]), torch.from_numpy(targets[c0:c0 + step])
-        target_sq[c0:c0 + step] = _exact_distances_t(points_t[r], points_t[t][:, None], "euclidean")[:, 0] ** 2
+        target_d[c0:c0 + step] = _exact_distances_t(points_t[r], points_t[t][:, None], "euclidean")[:, 0]
     order = np.argsort(rows, kind="stable")
     unique_rows, starts, counts = np.unique(rows[order], return_index=True, return_counts=True)
     width = int(counts.max())  # targets per row; shorter rows are padded with +inf thresholds
@@ -374,7 +374,7 @@ def _ranks_by_count(features: np.ndarray, rows: np.ndarray, targets: np.ndarray,
         screened = torch.addmm(sq_norms[block_rows][:, None] + sq_norms[None, :], centred[block_rows], centred.T,
                                alpha=-2.0)
         screened.scatter_(1, block_rows[:, None], float("inf"))  # self never counts
-        t_sq = target_sq[entries]
+        t_sq = target_d[entries] ** 2
         margin = rounding * t_sq + kappa * (sq_norms[block_rows[local]] + sq_norms.max())
         low, high = t_sq - margin, t_sq + margin
         thresholds = torch.full((b1 - b0, 2 * width), float("inf"), dtype=torch.float64)
@@ -387,7 +387,8 @@ def _ranks_by_count(features: np.ndarray, rows: np.ndarray, targets: np.ndarray,
         count = closer
         unsure = torch.nonzero(maybe > closer).flatten()
         if len(unsure):
-            count[unsure] += _settle(points_t, screened, low, high, local, entries, unsure, rows_t, targets_t)
+            count[unsure] += _settle(points_t, screened, low, high, local, entries, unsure, rows_t, targets_t,
+                                     target_d)
         ranks[entries.numpy()] = 1 + count.numpy()
     return ranks
 
@@ -406,7 +407,7 @@ def _count_below(values: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor
     return torch.empty_like(per_sorted).scatter_(1, position, per_sorted)
 
 
-def _settle(points_t, screened, low, high, local, entries, unsure, rows_t, targets_t) -> torch.Tensor:
+def _settle(points_t, screened, low, high, local, entries, unsure, rows_t, targets_t, target_d) -> torch.Tensor:
     """For the (row, target) entries ``unsure`` (positions in ``local``/``entries``): how many of the screen's
     near-ties (low ≤ g ≤ high, target excluded) precede the target in exact (distance, index) order. (U,) int64."""
     extra = torch.zeros(len(unsure), dtype=torch.int64)
@@ -420,7 +421,7 @@ def _settle(points_t, screened, low, high, local, entries, unsure, rows_t, targe
         band[torch.arange(len(part)), query_targets] = False
         s_idx, l_idx = torch.nonzero(band, as_tuple=True)
         exact = _exact_distances_t(points_t[query_rows[s_idx]], points_t[l_idx][:, None], "euclidean")[:, 0]
-        at_target = _exact_distances_t(points_t[query_rows], points_t[query_targets][:, None], "euclidean")[:, 0]
+        at_target = target_d[entry]  # computed once, with the thresholds
         before = (exact < at_target[s_idx]) | ((exact == at_target[s_idx]) & (l_idx < query_targets[s_idx]))
         extra[c0:c0 + step] = torch.bincount(s_idx[before], minlength=len(part))
     return extra
