@@ -151,16 +151,25 @@ def create_activation_store(
     chunk_samples: int,
     dtype: str,
     attrs: dict,
+    sample_columns: dict[str, list] | None = None,
 ) -> zarr.Group:
-    """Create an empty activation store (arrays filled as chunks complete)."""
+    """Create an empty activation store (arrays filled as chunks complete).
+
+    ``sample_columns``: extra per-sample columns (a views dataset's ``view_of`` and ``view``), stored along
+    ``sample`` and named in every pooling array's ``coordinates`` attribute, so xarray reads them as coordinates.
+    """
     n = len(sample_ids)
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     create_array(group, "layer", np.arange(n_layers, dtype=np.int32), ("layer",))
     create_array(group, "sample", np.asarray(sample_ids, dtype=str), ("sample",))
+    for name, values in (sample_columns or {}).items():
+        create_array(group, name, np.asarray(values), ("sample",))
     for pooling in poolings:
-        create_array(
+        arr = create_array(
             group, pooling, (n_layers, n, n_features), POOLING_DIMS, chunks=(1, chunk_samples, n_features), dtype=dtype
         )
+        if sample_columns:
+            arr.attrs["coordinates"] = " ".join(sample_columns)
     group.attrs.update(attrs)
     return group
 

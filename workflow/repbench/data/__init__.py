@@ -44,6 +44,9 @@ class Samples:
     (int64, ``label_type == "class"``) or its target (float64, ``"regression"``, ``label_names`` empty);
     ``groups`` maps a column name to one string per sample (e.g. ``{"template": [...]}``). :meth:`take` keeps
     them aligned with the samples.
+
+    Views (:mod:`.views`; ``None`` otherwise): ``view_of[i]`` is the id of the base sample that sample ``i`` is a
+    perturbation of, ``view[i]`` its view number.
     """
 
     ids: list[str]
@@ -55,6 +58,8 @@ class Samples:
     label_names: list[str] = field(default_factory=list)
     label_type: str | None = None
     groups: dict[str, list[str]] = field(default_factory=dict)
+    view_of: list[str] | None = None
+    view: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -100,6 +105,10 @@ class Samples:
                 h.update(b"\6" + column.encode() + b"\0")
                 for value in self.groups[column]:
                     h.update(value.encode() + b"\0")
+        if self.view_of is not None:  # absent for ordinary datasets: their fingerprints are unchanged
+            h.update(b"\7")
+            for base, view in zip(self.view_of, self.view):
+                h.update(f"{base}\0{view}\0".encode())
         return h.hexdigest()
 
     def take(self, rows) -> Samples:
@@ -108,7 +117,7 @@ class Samples:
         return Samples([self.ids[i] for i in rows], pick(self.texts), pick(self.images), pick(self.image_digests),
                        list(self.skipped), None if self.labels is None else self.labels[np.asarray(rows, dtype=np.intp)],
                        list(self.label_names), self.label_type,
-                       {k: [v[i] for i in rows] for k, v in self.groups.items()})
+                       {k: [v[i] for i in rows] for k, v in self.groups.items()}, pick(self.view_of), pick(self.view))
 
     def without_absent_classes(self) -> Samples:
         """The same samples with ``label_names`` reduced to the classes that occur, indices renumbered (order kept)."""
@@ -229,8 +238,19 @@ def load_samples(name: str, spec: dict) -> Samples:
 
     ``spec["modality"]`` decides which payloads are required: texts (``text``), images (``vision``) or both
     (``paired``).
+
+    A views dataset (:mod:`.views`) has the key ``derive_views`` (``{"of": base name, **views}``): the base
+    dataset is loaded from the rest of ``spec`` and its views derived.
     """
     from . import images, text, truth
+
+    if spec.get("derive_views") is not None:
+        from . import views
+
+        derive = dict(spec["derive_views"])
+        base_spec = {k: v for k, v in spec.items() if k != "derive_views"}
+        base = load_samples(derive.pop("of"), base_spec)
+        return views.derive(name, base, derive, views.augments_for(dict(base_spec, views=derive)))
     from .labels import check_label_count, encode_labels, raw_labels
 
     modality = spec.get("modality", "text")
@@ -387,6 +407,10 @@ def check_dataset(name: str, spec: dict) -> int:
             ids, texts = text.text_file(spec) if source == "text-file" else text.jsonl(spec)
             count = len({t for t in texts if len(t) >= min_chars})
             what = f"the file has {count} usable samples (after min_chars={min_chars} and dropping duplicates)"
+        if spec.get("views") is not None:
+            from .views import check_views
+
+            check_views(spec)
         values = raw_labels(name, spec, ids)[0] if ids is not None else None
         if values is not None:
             labels, label_names, label_type = encode_labels(name, spec, values)
@@ -398,6 +422,10 @@ def check_dataset(name: str, spec: dict) -> int:
     n_samples = spec.get("n_samples")
     if n_samples is not None and n_samples > count:
         fail(f"{n_samples} requested but {what}", "n_samples")
+    view_samples = (spec.get("views") or {}).get("n_samples")
+    if view_samples is not None and view_samples > min(count, n_samples or count):
+        fail(f"{view_samples} base samples requested for views but {what}"
+             + (f" and n_samples is {n_samples}" if n_samples else ""), "views.n_samples")
     return count
 
 

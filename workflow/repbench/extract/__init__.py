@@ -186,6 +186,7 @@ def _extract_on(device, slot, model_name, model_spec, revision, dataset_name, da
         group = store.create_activation_store(
             partial_store, sample_ids=samples.ids, n_layers=pooler.n_layers, n_features=width,
             poolings=options["poolings"], chunk_samples=chunk, dtype=store_dtype, attrs={},
+            sample_columns=None if samples.view_of is None else {"view_of": samples.view_of, "view": samples.view},
         )
         if len(set(info["layer_widths"])) > 1:
             store.create_array(group, "layer_width", np.asarray(info["layer_widths"], dtype=np.int32), ("layer",))
