@@ -16,7 +16,10 @@ What a metric reads decides which stores its job needs:
 * ``graphs`` — the exact k-NN graphs ``results/neighbors/{dataset}/{space}/{model}.zarr`` of ``space``
   (``cosine``: L2-normalised rows, for alignment; ``euclidean``: raw rows, for intrinsic dimension);
 * ``spectra`` — the per-layer eigenvalues ``results/spectra/{dataset}/{model}.zarr``;
-* ``labels`` — the per-sample labels stored with the activations (label families run on labelled datasets only).
+* ``labels`` — the per-sample labels of the label store ``results/labels/{dataset}.zarr`` (label families run on
+  labelled datasets only);
+* ``views`` — the ``view_of``/``view`` columns of a views dataset's store ``results/activations/{NAME}.views/…``
+  (view families run on views datasets only).
 
 ``dense`` marks metrics whose layer × layer pass works on the features (O(N·D²) products, or O(N·k·D) feature
 gathers) rather than on the graphs alone (O(N·k)): each permutation of their null is a full pass over both
@@ -38,10 +41,12 @@ FAMILIES = {  # family -> scope
     "probes": "layer",
     "clusters": "layer",
     "collapse": "layer",
+    "invariance": "layer",
     "alignment": "pair",
 }
 LAYER_FAMILIES = tuple(f for f, scope in FAMILIES.items() if scope == "layer")
 LABEL_FAMILIES = ("probes", "clusters", "collapse")  # run only on datasets with labels (they read ``labels``)
+VIEW_FAMILIES = ("invariance",)  # run only on the views datasets NAME.views (they read ``views``)
 SPACES = ("cosine", "euclidean")
 
 
@@ -101,6 +106,12 @@ METRICS: dict[str, Metric] = {
         Metric("nc2_max_angle", "collapse", ("features", "labels"), lower_is_more_similar=True),
         Metric("cdnv", "collapse", ("features", "labels"), lower_is_more_similar=True),
         Metric("direction_accuracy", "collapse", ("features", "labels")),
+        # invariance: how a layer keeps the augmented views of a sample together (views datasets only)
+        Metric("infonce", "invariance", ("features", "views")),
+        Metric("infonce_normalized", "invariance", ("features", "views")),
+        Metric("lidar", "invariance", ("features", "views")),
+        Metric("lidar_entropy", "invariance", ("features", "views")),
+        Metric("dime", "invariance", ("features", "views")),
         # alignment of two models' layers (PRH family)
         Metric("mutual_knn", "alignment", ("graphs",), space="cosine", per_sample="mutual_knn_per_sample"),
         Metric("cycle_knn_ab", "alignment", ("graphs",), space="cosine", per_sample="cycle_knn_ab_per_sample"),
