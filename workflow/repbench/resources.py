@@ -244,14 +244,24 @@ class Estimator:
         return shape
 
     def samples(self, dataset: str) -> int:
-        return dataset_samples(self.config["datasets"][dataset])
+        """Samples of a dataset; a views dataset ``NAME.views`` has ``views.n`` per base sample with views."""
+        from .config import view_datasets
+
+        base = view_datasets(self.config).get(dataset)
+        if base is None:
+            return dataset_samples(self.config["datasets"][dataset])
+        views = self.config["datasets"][base]["views"]
+        return int(views["n"]) * (views.get("n_samples") or dataset_samples(self.config["datasets"][base]))
 
     def tokens_per_sample(self, dataset: str, model: str) -> int:
         shape = self.shape(model)
         if shape.tokens_per_sample is not None:
             return shape.tokens_per_sample
         spec = self.instances[model].spec
-        return int(spec.get("max_length") or self.config["datasets"][dataset]["max_length"])
+        from .config import view_datasets
+
+        base = view_datasets(self.config).get(dataset, dataset)
+        return int(spec.get("max_length") or self.config["datasets"][base]["max_length"])
 
     # ---- per stage
     def need(self, stage: str, wildcards: dict, threads: int = 1) -> Need:
@@ -354,6 +364,18 @@ class Estimator:
         s, n, lp = self._layer_facts(w)
         mem = BASE_MB * MB + 4 * n * s.hidden * 8 + lp * 16 * s.hidden * 4
         seconds = lp * (40.0 * n * s.hidden / CPU_FLOPS_PER_THREAD + n * s.hidden * 4 / READ_BYTES_PER_S + 0.2)
+        return _need(mem / MB, seconds)
+
+    def _invariance(self, w, threads):
+        """Per layer: InfoNCE's N²·D logits, LiDAR's N·K·D² scatter and two D³ eigendecompositions, DiME's
+        (permutations + 1) N×N eigendecompositions (~9 N³ flops each), all float64."""
+        s, rows, lp = self._layer_facts(w)
+        views = self.config["datasets"][w["dataset"][: -len(".views")]]["views"]
+        n, d = rows // int(views["n"]), s.hidden
+        perms = self.config["metrics"]["invariance"]["dime_permutations"]
+        mem = TORCH_BASE_MB * MB + 3 * rows * d * 8 + 6 * d * d * 8 + 6 * n * n * 8
+        flops = 2 * n * n * d + 2 * rows * d * d + 20 * d ** 3 + (perms + 1) * 9 * n ** 3
+        seconds = lp * (flops / (DENSE_FLOPS_PER_THREAD * threads) + rows * d * 4 / READ_BYTES_PER_S + 0.2)
         return _need(mem / MB, seconds)
 
     def _alignment(self, w, threads):

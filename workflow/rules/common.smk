@@ -12,10 +12,13 @@ from repbench.config import (
     canonical,
     datasets_for,
     direction_pairs,
+    extraction_spec,
     labelled,
     neighbor_spaces,
     resolve,
     validate_config,
+    view_datasets,
+    view_datasets_for,
 )
 
 try:
@@ -29,19 +32,14 @@ except ConfigError as exc:
 RESULTS = "results"
 CONDA_ENV = "../../envs/repbench.yaml"  # used with --sdm conda; mirrors pyproject.toml
 FIGURE_FORMATS = config["figures"]["formats"]
-LABEL_KEYS = (
-    "label_field",
-    "labels_path",
-    "labels",
-    "label_type",
-    "transfer_by",
-)  # the label store's, not extraction's
 LABELLED = sorted(d for d, spec in config["datasets"].items() if labelled(spec))
-# label families run on labelled datasets only: without one they have nothing to do
+VIEWS = view_datasets(config)  # {NAME.views: NAME}: the derived datasets of augmented views
+# label families run on labelled datasets only, view families on views datasets: without one they have nothing to do
 FAMILIES = [
     f
     for f in config["metrics"]["families"]
-    if f not in registry.LABEL_FAMILIES or LABELLED
+    if (f not in registry.LABEL_FAMILIES or LABELLED)
+    and (f not in registry.VIEW_FAMILIES or VIEWS)
 ]
 ALIGNMENT = config["alignment"]
 # cosine graphs serve alignment (L2-normalised rows), euclidean graphs intrinsic dimension (raw rows)
@@ -60,16 +58,17 @@ wildcard_constraints:
 
 
 def model_dataset_pairs():
-    """(dataset, model instance) for every extraction job, in config order."""
+    """(dataset, model instance) for every extraction job, in config order (views datasets after the others)."""
     return [
         (d, name)
         for name, inst in INSTANCES.items()
-        for d in datasets_for(inst, config)
+        for d in datasets_for(inst, config) + view_datasets_for(inst, config)
     ]
 
 
 def datasets():
-    return sorted({d for d, _ in model_dataset_pairs()})
+    """The datasets some model runs on (not the views datasets: only the view families read those)."""
+    return sorted({d for d, _ in model_dataset_pairs() if d not in VIEWS})
 
 
 def activations(dataset, model):
@@ -84,6 +83,8 @@ def family_datasets(family):
     """The datasets a per-layer family runs on (label families: the labelled ones)."""
     if family in registry.LABEL_FAMILIES:
         return [d for d in datasets() if d in LABELLED]
+    if family in registry.VIEW_FAMILIES:
+        return sorted({d for d, _ in model_dataset_pairs() if d in VIEWS})
     return datasets()
 
 
@@ -109,6 +110,13 @@ def has_steps():
     return any(inst.step is not None for inst in INSTANCES.values())
 
 
+def stepped(datasets_):
+    """Those of ``datasets_`` that a model instance with a training step runs on (the over-training figures)."""
+    return [
+        d for d in datasets_ if any(INSTANCES[m].step is not None for dd, m in model_dataset_pairs() if dd == d)
+    ]
+
+
 def all_outputs():
     outs = [activations(d, m) for d, m in model_dataset_pairs()]
     for family in FAMILIES:
@@ -119,7 +127,7 @@ def all_outputs():
     if "clusters" in FAMILIES:
         outs.append(f"{RESULTS}/tables/aqi.csv")
     if "probes" in FAMILIES and "collapse" in FAMILIES and has_steps():
-        outs += figures("label_steps", family_datasets("probes"))
+        outs += figures("label_steps", stepped(family_datasets("probes")))
     if "collapse" in FAMILIES and DIRECTION_PAIRS:
         outs.append(f"{RESULTS}/tables/directions.csv")
         outs += figures("directions", sorted({d for d, _, _ in DIRECTION_PAIRS}))
@@ -128,7 +136,7 @@ def all_outputs():
         outs += figures("spectral_eigenspectrum")
         if has_steps():
             outs.append(f"{RESULTS}/tables/spectral_phases.csv")
-            outs += figures("spectral_steps")
+            outs += figures("spectral_steps", stepped(datasets()))
     if "intrinsic_dim" in FAMILIES:
         outs += figures("intrinsic_dim_scales") + figures("intrinsic_dim_local")
     if PAIRS:
@@ -176,7 +184,7 @@ def neighbor_params(wildcards):
     """What decides one graph store: kmax and the search settings; clipping for cosine graphs only (per layer, or
     with one threshold per model as the PRH code when ``alignment.preprocess`` is ``prh``).
     """
-    options = dict(config["neighbors"])
+    options = {k: v for k, v in config["neighbors"].items() if k != "threads"}  # threads: not the graphs' business
     if wildcards.space != "cosine":
         del options["clip_quantile"]
     elif ALIGNMENT["preprocess"] == "prh":
@@ -218,15 +226,9 @@ def train_params(wildcards):
         dict(
             model_spec=spec,
             dataset_name=spec["train"]["dataset"],
-            dataset_spec=unlabelled(spec["train"]["dataset"]),
+            dataset_spec=extraction_spec(config, spec["train"]["dataset"]),
         )
     )
-
-
-def unlabelled(dataset):
-    """A dataset's config without its label keys: what training and extraction depend on (labels are the label
-    store's only, so adding labels never retrains or re-extracts)."""
-    return {k: v for k, v in config["datasets"][dataset].items() if k not in LABEL_KEYS}
 
 
 def instance(wildcards):
@@ -243,8 +245,8 @@ def extract_params(wildcards):
         dict(
             model_spec=load_spec(inst),
             revision=inst.revision,
-            dataset_spec=unlabelled(wildcards.dataset),
-            options=config["extract"],
+            dataset_spec=extraction_spec(config, wildcards.dataset),
+            options={k: v for k, v in config["extract"].items() if k != "threads"},
         )
     )
 

@@ -10,7 +10,7 @@ rule extract:
         f"{RESULTS}/benchmarks/extract/{{dataset}}/{{model}}.tsv"
     conda:
         CONDA_ENV
-    threads: workflow.cores
+    threads: config["extract"]["threads"] or workflow.cores
     resources:
         gpu=EXTRACT_GPUS,
         mem_mb=mem_mb("extract"),

@@ -13,6 +13,9 @@ rule labels:
         mem_mb=mem_mb("aggregate"),
         runtime=runtime("aggregate"),
     params:
-        spec=lambda w: canonical(config["datasets"][w.dataset]),
+        # the dataset without `views` (views are a dataset of their own: adding them never relabels)
+        spec=lambda w: canonical(
+            {k: v for k, v in config["datasets"][w.dataset].items() if k != "views"}
+        ),
     script:
         "../repbench/stages/labels.py"

@@ -10,7 +10,7 @@ rule neighbors:
         f"{RESULTS}/benchmarks/neighbors/{{dataset}}/{{space}}/{{model}}.tsv"
     conda:
         CONDA_ENV
-    threads: workflow.cores
+    threads: config["neighbors"]["threads"] or workflow.cores
     resources:
         mem_mb=mem_mb("neighbors"),
         runtime=runtime("neighbors"),

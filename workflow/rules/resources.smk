@@ -63,7 +63,7 @@ def job_scope():
     """Wildcard values of the current config: records of models or datasets removed since are left out."""
     models = sorted(set(INSTANCES) | set(config["models"]))
     return dict(
-        dataset=sorted(config["datasets"]),
+        dataset=sorted(set(config["datasets"]) | set(VIEWS)),
         model=models,
         a=models,
         b=models,

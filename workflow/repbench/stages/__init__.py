@@ -55,12 +55,13 @@ def provenance_header(uses_torch: bool) -> str:
         f"python {platform.python_version()}  repbench {__version__}",
     ]
     if uses_torch:
+        from importlib.metadata import version  # not `import transformers`: seconds per job for a version string
+
         import torch
-        import transformers
 
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
         lines.append(f"gpu: {gpu}  CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}")
-        lines.append(f"torch {torch.__version__}  transformers {transformers.__version__}")
+        lines.append(f"torch {torch.__version__}  transformers {version('transformers')}")
     return "\n".join(lines)
 
 
