@@ -80,3 +80,57 @@ def test_calibration_routes_each_metric_to_its_null():
     assert out["rv"]["last"]["p_value"] == out["cka"]["last"]["p_value"] == grid["last"]["p_value"]
     assert np.isnan(out["cka"]["matched_depth"]["p_value"])
     assert calibration(prepared, mats, options | {"null_metrics": []}) == {}
+
+
+def neighbors_job(tmp_path, acts, out):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        input=SimpleNamespace(activations=str(acts)), output=[str(out)], wildcards=SimpleNamespace(space="euclidean"),
+        params=SimpleNamespace(poolings=["mean", "last"], partial_root=str(tmp_path / "partial"),
+                               options={"kmax": 4, "device": "cpu", "budget_mb": 16, "clip_quantile": None}))
+
+
+def test_neighbors_stream_layer_by_layer_and_resume_after_a_kill(tmp_path, monkeypatch):
+    """Each layer's graph lands in the partial store as it is computed; a job killed after three layers resumes
+    with the fourth and computes nothing twice; the published store equals an uninterrupted run's."""
+    from repbench import neighbors as nb
+    from repbench.stages.neighbors import neighbors
+
+    rng = np.random.default_rng(0)
+    acts = tmp_path / "m.zarr"
+    group = store.create_activation_store(acts, sample_ids=[f"s{i}" for i in range(20)], n_layers=3, n_features=5,
+                                          poolings=["mean", "last"], chunk_samples=20, dtype="float32",
+                                          attrs={"model": "m", "dataset": "d", "config_hash": "h"})
+    for p in ("mean", "last"):
+        group[p][...] = rng.normal(size=(3, 20, 5)).astype(np.float32)
+    whole = tmp_path / "whole.zarr"
+    neighbors(neighbors_job(tmp_path / "a", acts, whole))
+
+    calls, real_knn = [], nb.knn
+
+    def dying_knn(X, *args, **kwargs):
+        calls.append(X.copy())
+        if len(calls) == 4:
+            raise KeyboardInterrupt("killed")  # what a SIGINT/SIGTERM'd job sees mid-layer
+        return real_knn(X, *args, **kwargs)
+
+    monkeypatch.setattr(nb, "knn", dying_knn)
+    out = tmp_path / "resumed.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        neighbors(neighbors_job(tmp_path / "b", acts, out))
+    assert not out.exists()
+    progress = list((tmp_path / "b" / "partial").glob("m.*/progress.json"))
+    assert len(progress) == 1 and store.read_json(progress[0])["layers"] == ["mean/0", "mean/1", "mean/2"]
+    calls.clear()
+    monkeypatch.setattr(nb, "knn", lambda X, *a, **k: (calls.append(X), real_knn(X, *a, **k))[1])
+    neighbors(neighbors_job(tmp_path / "b", acts, out))
+    assert len(calls) == 3  # the last pooling's three layers only
+    assert not list((tmp_path / "b" / "partial").glob("m.*"))
+    for p in ("mean", "last"):
+        a, b = store.read_layer_arrays(whole, p), store.read_layer_arrays(out, p)
+        assert a["indices"].dtype == np.int32 and a["distances"].dtype == np.float32
+        assert a["indices"].shape == (3, 20, 4)
+        np.testing.assert_array_equal(a["indices"], b["indices"])
+        np.testing.assert_array_equal(a["distances"], b["distances"])
+    assert store.zarr.open_group(str(out)).attrs["space"] == "euclidean"

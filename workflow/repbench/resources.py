@@ -307,8 +307,9 @@ class Estimator:
         s, n, lp = self._layer_facts(w)
         opts = self.config["neighbors"]
         kmax = min(opts["kmax"], n - 1)
-        graphs = 2 * lp * n * kmax * 8  # indices + distances of every layer, stacked at the end
-        mem = TORCH_BASE_MB * MB + 3 * n * s.hidden * 4 + 2 * opts["budget_mb"] * MB + graphs
+        # streamed: one layer in flight (float32 read, float64 copy, exact points; the graph, its candidates)
+        graph = 4 * n * kmax * 8
+        mem = TORCH_BASE_MB * MB + 3 * n * s.hidden * 8 + 2 * opts["budget_mb"] * MB + graph
         pairs = n * n * lp
         seconds = (2.0 * s.hidden / DENSE_FLOPS_PER_THREAD + 10.0 / CPU_FLOPS_PER_THREAD) * pairs / threads \
             + lp * n * s.hidden * 4 / READ_BYTES_PER_S

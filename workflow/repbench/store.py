@@ -355,16 +355,30 @@ def write_layer_arrays(path: str | Path, groups: dict[str, dict[str, np.ndarray]
     tmp = path.with_name(f".{path.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-    root.attrs.update(attrs)
+    shapes = {g: {name: (np.shape(a), np.asarray(a).dtype) for name, a in arrays.items()} for g, arrays in groups.items()}
+    root = create_layer_store(tmp, shapes, dims)
     for gname, arrays in groups.items():
-        group = root.create_group(gname)
         for name, arr in arrays.items():
-            arr = np.asarray(arr)
-            chunks = (1, *arr.shape[1:])
-            create_array(group, name, arr.shape, dims[: arr.ndim], chunks=chunks, dtype=arr.dtype)[...] = arr
-    zarr.consolidate_metadata(str(tmp))
-    publish(tmp, path)
+            root[gname][name][...] = np.asarray(arr)
+    finish_layer_store(tmp, path, attrs)
+
+
+def create_layer_store(path: str | Path, shapes: dict[str, dict[str, tuple]], dims: tuple[str, ...]) -> zarr.Group:
+    """An empty store in :func:`write_layer_arrays`'s layout, to be filled one layer at a time: ``shapes`` is
+    ``{group: {name: (shape, dtype)}}``, each array chunked one layer per chunk."""
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    for gname, arrays in shapes.items():
+        group = root.create_group(gname)
+        for name, (shape, dtype) in arrays.items():
+            create_array(group, name, tuple(shape), dims[: len(shape)], chunks=(1, *shape[1:]), dtype=dtype)
+    return root
+
+
+def finish_layer_store(partial: str | Path, final: str | Path, attrs: dict) -> None:
+    """Add ``attrs`` to a store of :func:`create_layer_store`, consolidate it and move it to ``final`` atomically."""
+    zarr.open_group(str(partial), mode="r+").attrs.update(attrs)
+    zarr.consolidate_metadata(str(partial))
+    publish(partial, final)
 
 
 def read_layer_arrays(path: str | Path, group: str, names=None) -> dict[str, np.ndarray]:

@@ -17,5 +17,6 @@ rule neighbors:
     params:
         poolings=config["metrics"]["poolings"],
         options=neighbor_params,
+        partial_root=lambda w: f"{RESULTS}/.partial/neighbors/{w.dataset}/{w.space}",
     script:
         "../repbench/stages/neighbors.py"

@@ -5,11 +5,20 @@ def neighbors(job) -> None:
     """``results/neighbors/{dataset}/{space}/{model}.zarr``: one group per pooling with ``indices`` int32 and
     ``distances`` float32 ``(layer, sample, neighbor)``; cosine graphs see the layer clipped at
     ``neighbors.clip_quantile`` when set (at the PRH code's per-model threshold when ``clip_mode`` is ``prh``),
-    euclidean graphs the raw vectors."""
-    import numpy as np
+    euclidean graphs the raw vectors.
+
+    Streaming and resumable: each layer's graph goes into a partial store
+    (``results/.partial/neighbors/{dataset}/{space}/{model}.{key}/``) as soon as it is computed, so memory holds one
+    layer, and a killed job restarts at the first layer not yet written (``progress.json``); the finished store is
+    moved into place atomically.
+    """
+    import shutil
+    from pathlib import Path
+
     from tqdm.auto import tqdm
 
     from repbench import __version__, store
+    from repbench.config import fingerprint
     from repbench.neighbors import knn
     from repbench.preprocess import preprocess, prh_threshold
 
@@ -17,28 +26,46 @@ def neighbors(job) -> None:
     attrs = store.activation_attrs(acts)
     device = None if options["device"] == "auto" else options["device"]
     clip = options.get("clip_quantile") if space == "cosine" else None
-    groups = {}
-    for pooling in job.params.poolings:
-        arr = store.pooling_array(acts, pooling)
-        threshold = prh_threshold(arr, clip) if clip and options.get("clip_mode") == "prh" else None
-        idx, dist = [], []
-        for layer in tqdm(range(arr.shape[0]), desc=f"neighbors {pooling}-{space}", mininterval=2):
+    poolings = list(job.params.poolings)
+    arrays = {p: store.pooling_array(acts, p) for p in poolings}
+    n_layers, n = next(iter(arrays.values())).shape[:2]
+    kmax = options["kmax"]
+    key = fingerprint({"activations": attrs["config_hash"], "options": options, "space": space, "poolings": poolings,
+                       "shape": [n_layers, n, kmax]})
+    partial_dir = Path(job.params.partial_root) / f"{attrs['model']}.{key}"
+    partial, progress_file = partial_dir / "store.zarr", partial_dir / "progress.json"
+    done = set(store.read_json(progress_file, {"layers": []})["layers"])
+    if not done or not partial.exists():
+        done = set()
+        partial_dir.mkdir(parents=True, exist_ok=True)
+        shapes = {"indices": ((n_layers, n, kmax), "int32"), "distances": ((n_layers, n, kmax), "float32")}
+        store.create_layer_store(partial, {p: shapes for p in poolings}, ("layer", "sample", "neighbor"))
+        store.write_json_atomic(progress_file, {"layers": []})
+    elif done:
+        print(f"neighbors: resuming, {len(done)} of {n_layers * len(poolings)} layer graphs already written", flush=True)
+    root = store.zarr.open_group(str(partial), mode="r+")
+    for pooling in poolings:
+        arr = arrays[pooling]
+        todo = [layer for layer in range(n_layers) if f"{pooling}/{layer}" not in done]
+        threshold = prh_threshold(arr, clip) if todo and clip and options.get("clip_mode") == "prh" else None
+        for layer in tqdm(todo, desc=f"neighbors {pooling}-{space}", mininterval=2):
             X = arr[layer].compute()
             try:
                 X = preprocess(X, clip, threshold) if clip else X
-                i, d = knn(X, options["kmax"], space=space, device=device,
-                           budget_bytes=options["budget_mb"] * 2**20)
+                indices, distances = knn(X, kmax, space=space, device=device, budget_bytes=options["budget_mb"] * 2**20)
             except ValueError as exc:
                 raise ValueError(f"model {attrs['model']!r}, layer {layer}, pooling {pooling!r}: {exc}") from None
-            idx.append(i)
-            dist.append(d)
-        groups[pooling] = {"indices": np.stack(idx), "distances": np.stack(dist)}
+            root[pooling]["indices"][layer] = indices
+            root[pooling]["distances"][layer] = distances
+            done.add(f"{pooling}/{layer}")
+            store.write_json_atomic(progress_file, {"layers": sorted(done)})
     provenance = {"model": attrs["model"], "dataset": attrs["dataset"], "activations_hash": attrs["config_hash"],
-                  "space": space, "kmax": options["kmax"], "repbench_version": __version__,
+                  "space": space, "kmax": kmax, "repbench_version": __version__,
                   "clip_quantile": clip if clip else "none",
                   "clip_mode": options.get("clip_mode", "layer") if clip else "none",
                   "tie_break": "ascending distance, then lower index; self excluded"}
-    store.write_layer_arrays(job.output[0], groups, ("layer", "sample", "neighbor"), provenance)
+    store.finish_layer_store(partial, job.output[0], provenance)
+    shutil.rmtree(partial_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":  # run by the rules of workflow/rules/neighbors.smk (script: directive)
