@@ -7,7 +7,7 @@ process per job, with the default config's ``neighbors`` and ``alignment`` optio
 CPU). Each child reports its wall time and peak resident memory (``getrusage`` ``ru_maxrss``), i.e. what a
 ``resources: mem_mb`` request has to cover.
 
-Usage: python benchmarks/alignment_scale.py [--n 50000] [--d 768] [--layers 4] [--kmax 64] [--spaces cosine]
+Usage: python benchmarks/alignment_scale.py [--n 50000] [--d 768] [--layers 4] [--kmax 64] [--spaces cosine,euclidean]
 Last line: ``alignment_scale: n=<int> d=<int> layers=<int> kmax=<int> neighbors_s=<float> neighbors_peak_mb=<float>
 alignment_s=<float> alignment_peak_mb=<float>`` (neighbors: the larger of the two models' jobs).
 """
@@ -49,6 +49,12 @@ def write_store(path: Path, model: str, n: int, d: int, layers: int, seed: int) 
     store.finalize_group(path, {})
 
 
+class Inputs(dict):
+    """A rule's named inputs as Snakemake hands them to a script: by name (``job.input.x``) and by key."""
+
+    __getattr__ = dict.__getitem__
+
+
 def child(job: str, spec: dict) -> None:
     """Run one stage in this process and print its wall time and peak RSS as JSON."""
     from repbench.config import canonical, load_config
@@ -57,17 +63,20 @@ def child(job: str, spec: dict) -> None:
     config, _ = load_config(ROOT / "config" / "config.yaml")
     start = time.perf_counter()
     if job == "neighbors":
-        options = canonical({**config["neighbors"], "kmax": spec["kmax"], "device": "cpu"})
+        options = canonical({**{k: v for k, v in config["neighbors"].items() if k != "threads"},
+                             "kmax": spec["kmax"], "device": "cpu"})
+        partial_root = str(Path(spec["out"]).parent / ".partial")
         smk = SimpleNamespace(input=SimpleNamespace(activations=spec["store"]), output=[spec["out"]],
-                              params=SimpleNamespace(poolings=["mean"], options=options),
+                              params=SimpleNamespace(poolings=["mean"], options=options, partial_root=partial_root),
                               wildcards=SimpleNamespace(space=spec["space"]))
         neighbors.neighbors(smk)
     else:
         options = canonical({**{k: v for k, v in config["alignment"].items() if k not in ("models", "enabled")},
                              "clip_quantile": config["neighbors"]["clip_quantile"]})
-        smk = SimpleNamespace(input=SimpleNamespace(activations_a=spec["stores"][0], activations_b=spec["stores"][1],
-                                                    neighbors_a=spec["graphs"][0], neighbors_b=spec["graphs"][1]),
-                              output=[spec["out"]], params=SimpleNamespace(options=options),
+        inputs = {"activations_a": spec["stores"][0], "activations_b": spec["stores"][1]}
+        for space, paths in spec["graphs"].items():  # the rule's input names: {space}_a, {space}_b
+            inputs.update({f"{space}_a": paths[0], f"{space}_b": paths[1]})
+        smk = SimpleNamespace(input=Inputs(inputs), output=[spec["out"]], params=SimpleNamespace(options=options),
                               wildcards=SimpleNamespace(pooling="mean"))
         alignment.alignment(smk)
         spec["options"] = options
@@ -90,7 +99,9 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=768)
     parser.add_argument("--layers", type=int, default=4, help="layers per model (each job's memory is per layer)")
     parser.add_argument("--kmax", type=int, default=64)
-    parser.add_argument("--spaces", default="cosine", help="neighbour spaces, comma-separated (cosine,euclidean)")
+    parser.add_argument("--spaces", default=None,
+                        help="neighbour spaces, comma-separated (default: those the default config's alignment metrics "
+                             "read, cosine and euclidean)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -99,7 +110,7 @@ def main() -> None:
     import torch
 
     print(f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; N={args.n} D={args.d} "
-          f"layers={args.layers} kmax={args.kmax} spaces={args.spaces}", flush=True)
+          f"layers={args.layers} kmax={args.kmax}", flush=True)
     with tempfile.TemporaryDirectory(dir=ROOT / ".cache" if (ROOT / ".cache").exists() else None) as tmp:
         tmp = Path(tmp)
         stores = [str(tmp / f"model{m}.zarr") for m in range(2)]
@@ -108,8 +119,14 @@ def main() -> None:
             write_store(Path(path), f"model{m}", args.n, args.d, args.layers, seed=m + 1)
         print(f"stores written in {time.perf_counter() - start:.1f} s "
               f"({args.layers} × {args.n} × {args.d} float32 each)", flush=True)
-        spaces = args.spaces.split(",")
-        graphs = [str(tmp / f"model{m}.cosine.zarr") for m in range(2)]
+        if args.spaces:
+            spaces = args.spaces.split(",")
+        else:
+            from repbench import registry
+            from repbench.config import load_config
+
+            spaces = registry.spaces_read(load_config(ROOT / "config" / "config.yaml")[0]["alignment"]["metrics"])
+        graphs = {space: [str(tmp / f"model{m}.{space}.zarr") for m in range(2)] for space in spaces}
         neighbor_runs = []
         for m, path in enumerate(stores):
             for space in spaces:  # one neighbors job per (model, space), as in the workflow
