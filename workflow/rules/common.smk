@@ -33,7 +33,8 @@ RESULTS = "results"
 CONDA_ENV = "../../envs/repbench.yaml"  # used with --sdm conda; mirrors pyproject.toml
 FIGURE_FORMATS = config["figures"]["formats"]
 LABELLED = sorted(d for d, spec in config["datasets"].items() if labelled(spec))
-VIEWS = view_datasets(config)  # {NAME.views: NAME}: the derived datasets of augmented views
+# {NAME.views: NAME}: the derived datasets of augmented views
+VIEWS = view_datasets(config)
 # label families run on labelled datasets only, view families on views datasets: without one they have nothing to do
 FAMILIES = [
     f
@@ -113,7 +114,11 @@ def has_steps():
 def stepped(datasets_):
     """Those of ``datasets_`` that a model instance with a training step runs on (the over-training figures)."""
     return [
-        d for d in datasets_ if any(INSTANCES[m].step is not None for dd, m in model_dataset_pairs() if dd == d)
+        d
+        for d in datasets_
+        if any(
+            INSTANCES[m].step is not None for dd, m in model_dataset_pairs() if dd == d
+        )
     ]
 
 
@@ -184,7 +189,8 @@ def neighbor_params(wildcards):
     """What decides one graph store: kmax and the search settings; clipping for cosine graphs only (per layer, or
     with one threshold per model as the PRH code when ``alignment.preprocess`` is ``prh``).
     """
-    options = {k: v for k, v in config["neighbors"].items() if k != "threads"}  # threads: not the graphs' business
+    # threads decide how the job runs, not the graphs
+    options = {k: v for k, v in config["neighbors"].items() if k != "threads"}
     if wildcards.space != "cosine":
         del options["clip_quantile"]
     elif ALIGNMENT["preprocess"] == "prh":

@@ -23,7 +23,11 @@ rule spectra:
 rule spectra_table:
     """Every model's covariance eigenvalues per pooling and layer as one tidy table (behind the eigenspectrum figure)."""
     input:
-        lambda w: [f"{RESULTS}/spectra/{d}/{m}.zarr" for d, m in model_dataset_pairs() if d not in VIEWS],
+        lambda w: [
+            f"{RESULTS}/spectra/{d}/{m}.zarr"
+            for d, m in model_dataset_pairs()
+            if d not in VIEWS
+        ],
     output:
         report(
             f"{RESULTS}/tables/spectra.csv",
