@@ -118,8 +118,14 @@ ex.extract(model_name="tiny", model_spec={spec!r}, revision=None, dataset_name="
 """
 
 
-def test_killed_extraction_resumes_to_identical_store(tmp_path):
+TOKENS = {"enabled": True, "n_samples": 10, "layers": None, "dtype": "float16", "max_gb": 1, "seed": 0}
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["pooled", "with-tokens"])
+def test_killed_extraction_resumes_to_identical_store(tmp_path, tokens):
     options = dict(OPTIONS, chunk_mb=0.0005, unit_mb=1e-6)  # 4 samples per chunk → 6 chunks, one unit each
+    if tokens:  # the token level is written with its unit: a resumed store has exactly the same token array
+        options["tokens"] = TOKENS
     reference = run_extract(tmp_path / "ref", options=options)
     out, partial = tmp_path / "acts" / "tiny.zarr", tmp_path / "partial"
     script = RESUME_SCRIPT.format(workflow=str(ROOT / "workflow"), spec=TINY_BERT, dataset=DATASET,
@@ -151,8 +157,9 @@ def test_killed_extraction_resumes_to_identical_store(tmp_path):
         ex.TextFeed.prepare = real
     assert len(calls) == 6 - len(done_before)
     a, b = xr.open_zarr(reference), xr.open_zarr(out)
-    for p in OPTIONS["poolings"]:
-        np.testing.assert_array_equal(a[p].values, b[p].values)
+    assert set(a.data_vars) == set(b.data_vars) and ("tokens" in a.data_vars) == tokens
+    for name in a.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values)
     assert a.attrs["config_hash"] == b.attrs["config_hash"]
 
 

@@ -258,6 +258,27 @@ def read_labels(path: str | Path) -> tuple[np.ndarray | None, list[str], str | N
     return labels, list(attrs.get("label_names", [])), label_type, columns
 
 
+def sample_tokens(path: str | Path, sample: str, layer: int) -> dict[str, np.ndarray]:
+    """One sample's token block of one layer from an activation store with token level (``extract.tokens``):
+    ``{"vectors": (token, feature) float32, "token_id", "position", "word", "prefix": (token,)}`` (see
+    :mod:`repbench.extract.tokens`). Unknown samples and layers are a ``KeyError`` naming what the store has."""
+    group = zarr.open_group(str(path), mode="r")
+    if "tokens" not in group.array_keys():
+        raise KeyError(f"{path}: no token level (extract.tokens.enabled was off for this store)")
+    ids = [str(v) for v in read_array(path, group["token_sample"]).tolist()]
+    if sample not in ids:
+        raise KeyError(f"{path}: sample {sample!r} has no stored tokens ({len(ids)} samples have, e.g. {ids[:3]})")
+    layers = read_array(path, group["token_layer"]).tolist()
+    if layer not in layers:
+        raise KeyError(f"{path}: layer {layer} has no stored tokens (token layers: {layers})")
+    j = ids.index(sample)
+    a, b = (int(v) for v in read_array(path, group["token_offsets"], slice(j, j + 2)))
+    out = {"vectors": read_array(path, group["tokens"], (layers.index(layer), slice(a, b))).astype(np.float32)}
+    for name, key in (("token_id", "token_id"), ("position", "position"), ("word", "word"), ("prefix", "token_prefix")):
+        out[name] = read_array(path, group[key], slice(a, b))
+    return out
+
+
 def finalize_group(path: str | Path, attrs: dict) -> None:
     """Add final attributes and consolidate metadata (one read opens the store)."""
     group = zarr.open_group(str(path), mode="r+")

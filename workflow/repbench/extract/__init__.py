@@ -177,6 +177,19 @@ def _extract_on(device, slot, model_name, model_spec, revision, dataset_name, da
         {"model": model_spec, "revision": revision, "dataset": samples.fingerprint(), "options": options,
          "max_length": max_length, "chunk": chunk, "unit_chunks": unit_chunks, "widths": info["layer_widths"]}
     )
+    token_options = options.get("tokens") or {}
+    token_plan = None
+    if token_options.get("enabled"):
+        from . import tokens as token_level
+
+        if loaded.modality == "vision":
+            token_plan = token_level.vision_plan(token_options, len(samples), info["positions_per_image"],
+                                                 info["n_prefix_tokens"], pooler.n_layers, info["layout"])
+        else:
+            token_plan = token_level.text_plan(token_options, loaded.tokenizer, samples.texts, max_length,
+                                               pooler.n_layers)
+        token_level.check_size(token_plan, width, token_options["max_gb"], model_name, dataset_name)
+        pooler.capture_layers = set(token_plan.layers)
     partial_dir = Path(partial_root) / f"{model_name}.{run_key}"
     partial_store, progress_file = partial_dir / "store.zarr", partial_dir / "progress.json"
     done = set(store.read_json(progress_file, {"chunks": []})["chunks"])
@@ -190,6 +203,8 @@ def _extract_on(device, slot, model_name, model_spec, revision, dataset_name, da
         )
         if len(set(info["layer_widths"])) > 1:
             store.create_array(group, "layer_width", np.asarray(info["layer_widths"], dtype=np.int32), ("layer",))
+        if token_plan is not None:
+            token_level.create_arrays(group, token_plan, samples.ids, width)
         store.write_json_atomic(progress_file, {"chunks": []})
     group = store.zarr.open_group(str(partial_store), mode="r+")
 
@@ -199,6 +214,7 @@ def _extract_on(device, slot, model_name, model_spec, revision, dataset_name, da
             device=device, chunk=chunk, unit_chunks=unit_chunks, group=group, progress_file=progress_file,
             done_chunks=done, batch_size=model_spec.get("batch_size"), token_budget=budget, progress=progress,
             desc=f"extract {dataset_name}/{model_name}",
+            tokens=None if token_plan is None else token_level.TokenCollector(token_plan, width, device),
         )
     finally:
         pooler.remove()
@@ -213,6 +229,9 @@ def _extract_on(device, slot, model_name, model_spec, revision, dataset_name, da
         model_name, model_spec, revision, loaded, dataset_name, dataset_spec, samples, options,
         max_length, pooler.model, device, run_key, info, budget, slot,
     )
+    if token_plan is not None:
+        attrs.update(token_word_ids=token_plan.word_ids, n_token_samples=len(token_plan.rows),
+                     n_tokens=token_plan.n_tokens)
     store.finalize_group(partial_store, attrs)
     store.publish(partial_store, output)
     shutil.rmtree(partial_dir, ignore_errors=True)

@@ -54,6 +54,21 @@ def check_finite(chunk: dict[str, np.ndarray], store_dtype: str, model: str, sam
 
 
 # ------------------------------------------------------------------------------------------ the run loop
+def check_token_values(token_unit, plan, model: str, sample_ids: list[str]) -> None:
+    """Refuse NaN/Inf (and, stored as float16, values beyond its range) in a unit's token vectors, naming the
+    model, the layer and the sample."""
+    t0, _, values = token_unit
+    limit = FLOAT16_MAX if plan.dtype == "float16" else math.inf
+    bad = ~np.isfinite(values) | (np.abs(values) > limit)
+    if not bad.any():
+        return
+    li, t, _ = np.argwhere(bad)[0]
+    sample = sample_ids[int(plan.rows[int(np.searchsorted(plan.offsets, t0 + t, side="right")) - 1])]
+    what = "non-finite" if not np.isfinite(values[li, t]).all() else f"beyond float16's range ({FLOAT16_MAX:g})"
+    raise NonFiniteActivationError(f"model {model!r}: token vector at layer {plan.layers[li]}, sample {sample!r} is "
+                                   f"{what} (extract.tokens.dtype: float32 stores large values)")
+
+
 @dataclass
 class RunStats:
     samples: int = 0
@@ -133,10 +148,13 @@ def run_extraction(
     token_budget: int | None = None,
     progress: bool = True,
     desc: str = "extract",
+    tokens=None,
 ) -> RunStats:
     """Pool every layer of every sample and write each finished unit into ``group`` (``None``: write nothing).
 
-    Units whose chunks are all in ``done_chunks`` are skipped (resume). Returns throughput statistics.
+    Units whose chunks are all in ``done_chunks`` are skipped (resume). ``tokens`` (a
+    :class:`~repbench.extract.tokens.TokenCollector`) also stores the token vectors of its samples, written with
+    their unit. Returns throughput statistics.
     """
     from tqdm.auto import tqdm
 
@@ -165,11 +183,13 @@ def run_extraction(
         lo, hi = c0 * chunk, min(n, c1 * chunk)
         return feed.prepare(lo, hi, cap[0], max_bs, batch_size, cuda, sample_ids)
 
-    def write_unit(c0: int, c1: int, host: dict[str, torch.Tensor], flags: torch.Tensor, event) -> None:
+    def write_unit(c0: int, c1: int, host: dict[str, torch.Tensor], flags: torch.Tensor, event, token_unit) -> None:
         if event is not None:
             event.synchronize()  # this unit's device-to-host copies have landed
         lo = c0 * chunk
         try:
+            if token_unit is not None:
+                check_token_values(token_unit, tokens.plan, model_name, sample_ids)
             if not (flags.isfinite().all() and (flags <= limit).all()):
                 arrays = {p: host[p].numpy() for p in poolings}
                 check_finite(arrays, store_dtype, model_name, sample_ids[lo:])
@@ -180,6 +200,9 @@ def run_extraction(
                     for p in poolings:
                         arr = host[p].numpy()
                         group[p][:, lo : lo + arr.shape[1], :] = arr.astype(store_dtype, copy=False)
+                    if token_unit is not None:
+                        t0, t1, values = token_unit
+                        group["tokens"][:, t0:t1, :] = values.astype(tokens.plan.dtype, copy=False)
                 done.update(range(c0, c1))
                 store.write_json_atomic(progress_file, {"chunks": sorted(done)})
         finally:
@@ -198,21 +221,28 @@ def run_extraction(
             lo, hi = c0 * chunk, min(n, c1 * chunk)
             buf = {p: torch.empty((pooler.n_layers, hi - lo, width), dtype=torch.float32, device=device)
                    for p in poolings}
+            if tokens is not None:
+                tokens.begin(lo, hi)
             while batches:
                 b = batches.popleft()
                 if b.padded > cap[0] and len(b.rows) > 1:
                     batches.extendleft(reversed(b.split()))
                     continue
                 oom = False
+                capture = tokens.rows_of(b.rows, lo) if tokens is not None else []
+                pooler.capture_rows = torch.as_tensor(capture, dtype=torch.long, device=device) if capture else None
                 try:
                     inputs = {key: v.to(device, non_blocking=True) for key, v in b.inputs.items()}
                     if "pixel_values" in inputs:
                         inputs["pixel_values"] = inputs["pixel_values"].to(pooler.dtype)
                     pooled = pooler(**inputs)
+                    if capture:
+                        tokens.take(pooler.captured, capture, b.rows, lo, b.lengths)
                 except torch.cuda.OutOfMemoryError:
                     if len(b.rows) == 1:
                         raise
                     oom = True
+                pooler.captured, pooler.capture_rows = {}, None
                 if oom:  # back off outside the except block, so the failed batch's tensors can be freed
                     pooler.pooled, inputs = {}, None
                     torch.cuda.empty_cache()
@@ -251,7 +281,10 @@ def run_extraction(
             while len(pending) >= 2:  # bound host memory: at most two units waiting for the writer
                 pending.popleft().result()
             stats.writer_wait_s += time.perf_counter() - wait0
-            pending.append(writer.submit(write_unit, c0, c1, host, flags, event))
+            token_unit = tokens.finish() if tokens is not None else None
+            if token_unit is not None:  # small (a subset of samples): copied synchronously
+                token_unit = (token_unit[0], token_unit[1], token_unit[2].cpu().numpy())
+            pending.append(writer.submit(write_unit, c0, c1, host, flags, event, token_unit))
             stats.samples += hi - lo
             stats.units += 1
         while pending:

@@ -126,6 +126,10 @@ class LayerPooler:
         self.mask: torch.Tensor | None = None
         self.pooled: dict[str, list[torch.Tensor | None]] = {}
         self.shapes: list[tuple | None] = [None] * self.n_layers
+        # token level: the hidden states of these batch rows at these layers are kept whole in ``captured``
+        self.capture_layers: set[int] = set()
+        self.capture_rows: torch.Tensor | None = None
+        self.captured: dict[int, torch.Tensor] = {}
         self.handles = [self.blocks[0].register_forward_pre_hook(self._embedding_hook, with_kwargs=True)]
         hooked = self.blocks if modality == "vision" else self.blocks[:-1]
         for i, block in enumerate(hooked, start=1):
@@ -133,6 +137,8 @@ class LayerPooler:
 
     def _store(self, layer: int, hidden: torch.Tensor) -> None:
         self.shapes[layer] = tuple(hidden.shape)
+        if self.capture_rows is not None and layer in self.capture_layers:
+            self.captured[layer] = hidden[self.capture_rows]
         if self.modality == "vision":
             pooled = pool_vision(hidden, self.n_prefix, self.poolings)
         else:
