@@ -8,11 +8,24 @@ from conftest import ROOT
 
 from repbench import registry
 from repbench.config import chosen_metrics, schema_defaults, validate_config
-from repbench.metrics import alignment, clusters, collapse, geometry, intrinsic_dim, invariance, probes, spectral
+from repbench.metrics import (
+    alignment,
+    clusters,
+    collapse,
+    contextuality,
+    geometry,
+    information,
+    intrinsic_dim,
+    invariance,
+    probes,
+    spectral,
+)
 
 FAMILY_MODULES = {"geometry": geometry.METRICS, "spectral": spectral.METRICS,
                   "intrinsic_dim": intrinsic_dim.ESTIMATORS, "probes": probes.METRICS, "clusters": clusters.METRICS,
-                  "collapse": collapse.METRICS, "invariance": invariance.METRICS, "alignment": alignment.METRICS}
+                  "collapse": collapse.METRICS, "invariance": invariance.METRICS, "information": information.METRICS,
+                  "contextuality": contextuality.METRICS,
+                  "alignment": alignment.METRICS}
 
 
 @pytest.mark.parametrize("family", list(registry.FAMILIES))
@@ -22,9 +35,10 @@ def test_every_registered_metric_has_its_function_and_nothing_else(family):
 
 def test_what_a_metric_reads_is_declared_consistently():
     for metric in registry.METRICS.values():
-        assert set(metric.reads) <= {"features", "graphs", "spectra", "labels", "views"}, metric
+        assert set(metric.reads) <= {"features", "graphs", "spectra", "labels", "views", "tokens"}, metric
         assert ("labels" in metric.reads) == (metric.family in registry.LABEL_FAMILIES), metric
         assert ("views" in metric.reads) == (metric.family in registry.VIEW_FAMILIES), metric
+        assert ("tokens" in metric.reads) == (metric.family in registry.TOKEN_FAMILIES), metric
         assert (metric.space is not None) == ("graphs" in metric.reads), metric
         assert metric.space in (None, *registry.SPACES)
         if metric.per_sample:

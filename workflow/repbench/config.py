@@ -225,7 +225,7 @@ def twin_spec(base: str, spec: dict) -> dict:
     """
     if spec["source"] == "trained":
         keep = ("architecture", "config", "tokenizer", "seed", "modality", "dtype", "batch_size", "max_length",
-                "datasets")
+                "datasets", "tokens")
         twin = {"source": "random", **{k: spec[k] for k in keep if k in spec}}
     else:
         twin = {k: v for k, v in spec.items() if k not in ("random_twin", "revisions")}
@@ -288,6 +288,18 @@ def extraction_spec(config: dict, dataset: str) -> dict:
     if base is not None:
         out["derive_views"] = dict(spec["views"], of=base)
     return out
+
+
+def extract_options(config: dict, instance: ModelInstance) -> dict:
+    """The extraction options of one model instance: ``extract`` without ``threads`` (how a job runs, not what it
+    writes), with ``tokens.enabled`` from the model's own ``tokens`` key when it has one, and without ``tokens``
+    when the token level is off (so its options rerun nothing then)."""
+    options = {k: v for k, v in config["extract"].items() if k != "threads"}
+    if instance.spec.get("tokens") is not None:
+        options["tokens"] = dict(options["tokens"], enabled=bool(instance.spec["tokens"]))
+    if not options["tokens"]["enabled"]:  # without a token level the stores do not depend on its options
+        del options["tokens"]
+    return options
 
 
 def _check_views(config: dict) -> None:

@@ -19,7 +19,8 @@ What a metric reads decides which stores its job needs:
 * ``labels`` — the per-sample labels of the label store ``results/labels/{dataset}.zarr`` (label families run on
   labelled datasets only);
 * ``views`` — the ``view_of``/``view`` columns of a views dataset's store ``results/activations/{NAME}.views/…``
-  (view families run on views datasets only).
+  (view families run on views datasets only);
+* ``tokens`` — the token level of an activation store (``extract.tokens``; token families run on such stores only).
 
 ``dense`` marks metrics whose layer × layer pass works on the features (O(N·D²) products, or O(N·k·D) feature
 gathers) rather than on the graphs alone (O(N·k)): each permutation of their null is a full pass over both
@@ -42,11 +43,14 @@ FAMILIES = {  # family -> scope
     "clusters": "layer",
     "collapse": "layer",
     "invariance": "layer",
+    "information": "layer",
+    "contextuality": "layer",
     "alignment": "pair",
 }
 LAYER_FAMILIES = tuple(f for f, scope in FAMILIES.items() if scope == "layer")
 LABEL_FAMILIES = ("probes", "clusters", "collapse")  # run only on datasets with labels (they read ``labels``)
 VIEW_FAMILIES = ("invariance",)  # run only on the views datasets NAME.views (they read ``views``)
+TOKEN_FAMILIES = ("information", "contextuality")  # run only on stores with a token level (extract.tokens; they read ``tokens``)
 SPACES = ("cosine", "euclidean")
 
 
@@ -112,6 +116,15 @@ METRICS: dict[str, Metric] = {
         Metric("lidar", "invariance", ("features", "views")),
         Metric("lidar_entropy", "invariance", ("features", "views")),
         Metric("dime", "invariance", ("features", "views")),
+        # information: token-level entropy and curvature per layer (stores with a token level only)
+        Metric("prompt_entropy", "information", ("tokens",)),
+        Metric("prompt_entropy_raw", "information", ("tokens",)),
+        Metric("dataset_entropy", "information", ("features", "tokens")),
+        Metric("curvature", "information", ("tokens",)),
+        # contextuality: word occurrences across contexts and token anisotropy (stores with a token level only)
+        *(Metric(name, "contextuality", ("tokens",)) for name in (
+            "self_similarity", "self_similarity_adjusted", "intra_sentence", "intra_sentence_adjusted", "mev",
+            "mev_adjusted", "word_anisotropy", "token_anisotropy", "token_anisotropy_centred")),
         # alignment of two models' layers (PRH family)
         Metric("mutual_knn", "alignment", ("graphs",), space="cosine", per_sample="mutual_knn_per_sample"),
         Metric("cycle_knn_ab", "alignment", ("graphs",), space="cosine", per_sample="cycle_knn_ab_per_sample"),

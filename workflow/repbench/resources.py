@@ -379,6 +379,22 @@ class Estimator:
         seconds = lp * (flops / (DENSE_FLOPS_PER_THREAD * threads) + rows * d * 4 / READ_BYTES_PER_S + 0.2)
         return _need(mem / MB, seconds)
 
+    def _information(self, w, threads):
+        """Per stored layer: every prompt's (T × T) token Gram and its eigenvalues, and the pooled samples' Gram."""
+        s, n = self.shape(w["model"]), self.samples(w["dataset"])
+        tokens_cfg = self.config["extract"]["tokens"]
+        t = self.tokens_per_sample(w["dataset"], w["model"])
+        prompts = min(n, tokens_cfg["n_samples"])
+        m = min(n, s.hidden)
+        mem = BASE_MB * MB + 3 * prompts * t * s.hidden * 8 + 3 * n * s.hidden * 8 + 3 * m * m * 8
+        flops = prompts * (2 * t * t * s.hidden + 10 * t ** 3) + 2 * n * m * s.hidden + 10 * m ** 3
+        seconds = s.layers * (flops / CPU_FLOPS_PER_THREAD + prompts * t * s.hidden * 4 / READ_BYTES_PER_S + 0.2)
+        return _need(mem / MB, seconds)
+
+    def _contextuality(self, w, threads):
+        """Per stored layer: the word occurrences' pair sums and SVDs (small), the anisotropy pairs."""
+        return self._information(w, threads)
+
     def _alignment(self, w, threads):
         sa, sb, n = self.shape(w["a"]), self.shape(w["b"]), self.samples(w["dataset"])
         options = self.config["alignment"]

@@ -12,6 +12,7 @@ from repbench.config import (
     canonical,
     datasets_for,
     direction_pairs,
+    extract_options,
     extraction_spec,
     labelled,
     neighbor_spaces,
@@ -36,11 +37,18 @@ LABELLED = sorted(d for d, spec in config["datasets"].items() if labelled(spec))
 # {NAME.views: NAME}: the derived datasets of augmented views
 VIEWS = view_datasets(config)
 # label families run on labelled datasets only, view families on views datasets: without one they have nothing to do
+# instances whose stores have a token level (extract.tokens, or the model's own `tokens`)
+TOKEN_MODELS = sorted(
+    name
+    for name, inst in INSTANCES.items()
+    if "tokens" in extract_options(config, inst)
+)
 FAMILIES = [
     f
     for f in config["metrics"]["families"]
     if (f not in registry.LABEL_FAMILIES or LABELLED)
     and (f not in registry.VIEW_FAMILIES or VIEWS)
+    and (f not in registry.TOKEN_FAMILIES or TOKEN_MODELS)
 ]
 ALIGNMENT = config["alignment"]
 # cosine graphs serve alignment (L2-normalised rows), euclidean graphs intrinsic dimension (raw rows)
@@ -86,6 +94,14 @@ def family_datasets(family):
         return [d for d in datasets() if d in LABELLED]
     if family in registry.VIEW_FAMILIES:
         return sorted({d for d, _ in model_dataset_pairs() if d in VIEWS})
+    if family in registry.TOKEN_FAMILIES:
+        return sorted(
+            {
+                d
+                for d, m in model_dataset_pairs()
+                if m in TOKEN_MODELS and d not in VIEWS
+            }
+        )
     return datasets()
 
 
@@ -94,6 +110,7 @@ def per_model_tables(family):
         f"{RESULTS}/metrics/{d}/{m}/{family}.csv"
         for d, m in model_dataset_pairs()
         if d in family_datasets(family)
+        and (family not in registry.TOKEN_FAMILIES or m in TOKEN_MODELS)
     ]
 
 
@@ -217,7 +234,9 @@ def extract_inputs(wildcards):
 def load_spec(inst):
     """The spec extraction loads: a trained model's checkpoint is a local model in results/checkpoints."""
     if inst.spec["source"] != "trained":
-        return inst.spec
+        return {
+            k: v for k, v in inst.spec.items() if k != "tokens"
+        }  # tokens: an extract option
     keep = ("dtype", "batch_size", "max_length", "modality")
     spec = {k: inst.spec[k] for k in keep if k in inst.spec}
     return dict(spec, source="local", path=f"{checkpoints_dir(inst.base)}/{{revision}}")
@@ -226,7 +245,9 @@ def load_spec(inst):
 def train_params(wildcards):
     # random_twin adds the instance MODEL@random and does not change the training
     spec = {
-        k: v for k, v in config["models"][wildcards.model].items() if k != "random_twin"
+        k: v
+        for k, v in config["models"][wildcards.model].items()
+        if k not in ("random_twin", "tokens")
     }
     return canonical(
         dict(
@@ -252,7 +273,12 @@ def extract_params(wildcards):
             model_spec=load_spec(inst),
             revision=inst.revision,
             dataset_spec=extraction_spec(config, wildcards.dataset),
-            options={k: v for k, v in config["extract"].items() if k != "threads"},
+            # views stores get no token level: no token family reads them
+            options={
+                k: v
+                for k, v in extract_options(config, inst).items()
+                if k != "tokens" or wildcards.dataset not in VIEWS
+            },
         )
     )
 

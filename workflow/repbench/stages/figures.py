@@ -27,7 +27,11 @@ def figure(job) -> None:
 
     from repbench import figures
 
+    from repbench import registry
+
     family, dataset, pooling = job.wildcards.family, job.wildcards.dataset, job.params.pooling
+    if family in registry.TOKEN_FAMILIES:
+        pooling = "tokens"  # token-level metrics read every token, not a pooling
     sub = _rows(pd.read_csv(job.input[0]), dataset, pooling, job.input[0])
     title = f"{family} · {dataset} · {pooling} pooling"
     if family == "intrinsic_dim":
