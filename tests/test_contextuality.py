@@ -104,3 +104,33 @@ def test_without_word_ids_the_word_metrics_say_why():
     few = {r["metric"]: r for r in ctx.layer_metrics(tokens[:8], offsets[:2], words[:8], ids[:8], True)}
     assert math.isnan(few["self_similarity"]["value"]) and "5 or more" in few["self_similarity"]["reason"]
     assert math.isnan(few["token_anisotropy"]["value"]) and "fewer than 2 prompts" in few["token_anisotropy"]["reason"]
+
+
+# ------------------------------------------------------------------ the authors' own values
+def test_self_similarity_mev_and_intra_sentence_match_the_authors_code():
+    """kawine/contextual analyze.py on the same word vectors (tests/fixtures/make_contextuality_reference.py); the
+    peer rounds to 3 decimals and its MEV is a centred PCA (ours is the paper's uncentred one)."""
+    import json
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+    from make_contextuality_reference import make_corpus, word2sent
+
+    ref = json.loads((ROOT / "tests" / "fixtures" / "contextuality_reference.json").read_text())
+    vectors, sentences = make_corpus()
+    assert np.allclose([sum(v.sum() for v in vectors), sum((v ** 2).sum() for v in vectors)], ref["checksum"])
+    index = word2sent(sentences)
+    assert sorted(index) == ref["words"]
+    for word, occurrences in index.items():
+        for layer in range(len(vectors[0])):
+            occ = np.stack([vectors[s][layer, i] for s, i in occurrences])
+            assert ctx.self_similarity(occ) == pytest.approx(ref["self_similarity"][word][f"layer_{layer}"],
+                                                             abs=5e-4)
+            if layer > 0:  # the peer skips the input layer for MEV
+                assert ctx.mev(occ - occ.mean(axis=0)) == pytest.approx(ref["mev_centred"][word][f"layer_{layer}"],
+                                                                        abs=5e-4)
+    for layer in range(len(vectors[0])):
+        intra = np.mean([ctx.intra_sentence(v[layer]) for v in vectors])
+        assert intra == pytest.approx(ref["intra_sentence"][f"layer_{layer}"], abs=1e-3)  # rounded twice

@@ -154,8 +154,8 @@ def layer_metrics(tokens: np.ndarray, offsets: np.ndarray, pooled: np.ndarray | 
         "no prompt with at least 2 tokens")
     row("prompt_entropy_raw", per["entropy"][has_entropy], "no prompt with at least 2 tokens")
     if pooled is None or len(pooled) < 2:
-        rows.append({"metric": "dataset_entropy", "value": float("nan"), "n_prompts": 0,
-                     "reason": "fewer than 2 pooled samples"})
+        why = "the store has no mean pooling (extract.poolings)" if pooled is None else "fewer than 2 samples"
+        rows.append({"metric": "dataset_entropy", "value": float("nan"), "n_prompts": 0, "reason": why})
     else:
         n, d = pooled.shape
         rows.append({"metric": "dataset_entropy", "value": entropy_of_points(pooled, alpha) / math.log(min(n, d)),
