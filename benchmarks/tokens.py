@@ -1,13 +1,15 @@
 """Benchmark: the token level's cost in extraction, and the prompt-entropy stage against the per-prompt loop, in one run.
 
 1. Extraction overhead. The packaged MiniLM (6 layers, 384 wide, real weights) on N builtin true/false statements
-   (``--n``, default 2 048), CPU, twice in this process on the same data: pooled only (``mean``), then pooled plus
-   the token level of every sample and every layer in float16 (``extract.tokens``). Reported: both wall times
-   (model loading included, as a job pays it), ``extract_overhead`` = with tokens / pooled only − 1, tokens/s, and
-   the token array's size. One untimed warm-up extraction of 64 samples runs first.
+   (``--n``, default 2 048), CPU, in this process on the same data: pooled only (``mean``), and pooled plus the
+   token level of every sample and every layer in float16 (``extract.tokens``), alternating, ``--repeats`` times
+   each (default 3). Reported: the median wall time of each (model loading included, as a job pays it),
+   ``extract_overhead`` = median with tokens / median pooled only − 1, tokens/s, and the token array's size. One
+   untimed warm-up extraction of 64 samples runs first.
 2. Prompt entropy. On the token vectors just stored (every layer of every sample), α = 1:
-   - repbench: :func:`repbench.metrics.information.prompt_values`, prompts of equal length stacked and decomposed
-     in one batched ``numpy.linalg.eigvalsh`` per length;
+   - repbench: :func:`repbench.metrics.information.prompt_entropies`: prompts of equal length stacked, their Grams
+     from one batched product, centred and normalised in Gram space, one batched ``torch.linalg.eigvalsh`` per
+     length;
    - baseline: the information-flow harness's loop (OFSkean/information_flow ``experiments/utils/misc/
      metric_utils.py``: ``compute_per_forward_pass`` calls ``compute_entropy`` per prompt, which builds the Gram
      with ``torch.matmul`` and takes repitl's ``matrixAlphaEntropy``, one ``torch.linalg.eigh`` per layer and
@@ -18,7 +20,7 @@
 
 Threads: ``--threads`` (default 2) for torch and BLAS in both paths.
 
-Usage: python benchmarks/tokens.py [--n 2048] [--threads 2] [--quick]
+Usage: python benchmarks/tokens.py [--n 2048] [--repeats 3] [--threads 2] [--quick]
 Last line: ``tokens: extract_overhead=<f> entropy_ratio=<f> max_abs_diff=<f>``.
 """
 
@@ -76,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="256 statements (a smoke run)")
     args = parser.parse_args()
     n = 256 if args.quick else args.n
@@ -84,23 +87,29 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     from repbench import store
-    from repbench.metrics.information import prompt_values
+    from repbench.metrics.information import prompt_entropies
 
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="repbench-tokens-"))
     try:
         extract_once(tmp / "warm", 64, True, "warm")
-        pooled_s = extract_once(tmp, n, False, "pooled")
-        tokens_s = extract_once(tmp, n, True, "tokens")
-        acts = tmp / "tokens.zarr"
+        pooled_runs, token_runs = [], []
+        for r in range(args.repeats):
+            pooled_runs.append(extract_once(tmp / f"r{r}", n, False, "pooled"))
+            token_runs.append(extract_once(tmp / f"r{r}", n, True, "tokens"))
+        pooled_s, tokens_s = float(np.median(pooled_runs)), float(np.median(token_runs))
+        print(f"pooled only: {', '.join(f'{t:.2f}' for t in pooled_runs)} s; with tokens: "
+              f"{', '.join(f'{t:.2f}' for t in token_runs)} s", flush=True)
+        tmp_last = tmp / f"r{args.repeats - 1}"
+        acts = tmp_last / "tokens.zarr"
         group = store.zarr.open_group(str(acts), mode="r")
         offsets = store.read_array(acts, "token_offsets")
         n_tokens = int(offsets[-1])
         layers = store.read_array(acts, "token_layer").tolist()
         size = group["tokens"].nbytes
         overhead = tokens_s / pooled_s - 1
-        print(f"extraction of {n} statements, MiniLM, {args.threads} threads: pooled only {pooled_s:.2f} s, "
+        print(f"extraction of {n} statements, MiniLM, {args.threads} threads (medians): pooled only {pooled_s:.2f} s, "
               f"with tokens {tokens_s:.2f} s (+{overhead:.1%}); {n_tokens} tokens × {len(layers)} layers, "
               f"{size / 1e6:.1f} MB float16 = {size / n * 1000 / 1e6:.1f} MB per 1 000 samples; "
               f"{n_tokens / tokens_s:.0f} tokens/s", flush=True)
@@ -109,7 +118,7 @@ def main() -> None:
         for i, layer in enumerate(layers):
             tokens = store.read_array(acts, group["tokens"], (i,)).astype(np.float64)
             t0 = time.perf_counter()
-            ours = prompt_values(tokens, offsets, 1.0)["entropy"]
+            ours = prompt_entropies(tokens, offsets, 1.0)
             ours_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             base = np.asarray(baseline_entropies(tokens, offsets, args.threads))

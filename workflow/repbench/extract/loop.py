@@ -58,6 +58,8 @@ def check_token_values(token_unit, plan, model: str, sample_ids: list[str]) -> N
     """Refuse NaN/Inf (and, stored as float16, values beyond its range) in a unit's token vectors, naming the
     model, the layer and the sample."""
     t0, _, values = token_unit
+    if values.dtype == np.float16 and plan.dtype == "float16":
+        return  # cast on the device after its range was checked (TokenCollector.finish)
     limit = FLOAT16_MAX if plan.dtype == "float16" else math.inf
     bad = ~np.isfinite(values) | (np.abs(values) > limit)
     if not bad.any():
@@ -281,9 +283,7 @@ def run_extraction(
             while len(pending) >= 2:  # bound host memory: at most two units waiting for the writer
                 pending.popleft().result()
             stats.writer_wait_s += time.perf_counter() - wait0
-            token_unit = tokens.finish() if tokens is not None else None
-            if token_unit is not None:  # small (a subset of samples): copied synchronously
-                token_unit = (token_unit[0], token_unit[1], token_unit[2].cpu().numpy())
+            token_unit = tokens.finish() if tokens is not None else None  # on the host (copied synchronously)
             pending.append(writer.submit(write_unit, c0, c1, host, flags, event, token_unit))
             stats.samples += hi - lo
             stats.units += 1

@@ -188,7 +188,14 @@ class TokenCollector:
                 self.buf[li, a:b, : hidden.shape[-1]] = hidden.float()
 
     def finish(self):
+        """``(t0, t1, values)`` of the unit (``None`` without stored samples): float16/float32 numpy on the host,
+        cast on the device after one reduction found every value finite and in range; otherwise the float32 values,
+        for :func:`~repbench.extract.loop.check_token_values` to locate the bad one."""
         if self.buf is None:
             return None
-        out, self.buf = (self.t0, self.t1, self.buf), None
-        return out
+        buf, self.buf = self.buf, None
+        peak = float(buf.abs().amax()) if buf.numel() else 0.0
+        limit = float(np.finfo(np.float16).max) if self.plan.dtype == "float16" else math.inf
+        if math.isfinite(peak) and peak <= limit:
+            buf = buf.to(torch.float16) if self.plan.dtype == "float16" else buf
+        return self.t0, self.t1, buf.cpu().numpy()

@@ -85,14 +85,25 @@ def curvature(z: np.ndarray) -> float:
 
 
 def _entropies_batched(z: np.ndarray, alpha: float) -> np.ndarray:
-    """S_α (nats) of each prompt of a stack Z (G, T, D) of equal-length prompts: one batched eigendecomposition."""
-    z = z - z.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(z, axis=2, keepdims=True)
-    z = np.divide(z, norms, out=np.zeros_like(z), where=norms > 0)
-    gram = z @ z.transpose(0, 2, 1) if z.shape[1] <= z.shape[2] else z.transpose(0, 2, 1) @ z
-    lam = np.linalg.eigvalsh(gram)
-    keep = lam > np.maximum(lam.max(axis=1, keepdims=True), 0) * 1e-12
-    keep &= lam > 0
+    """S_α (nats) of each prompt of a stack Z (G, T, D) of equal-length prompts, in float64 with torch.
+
+    One batched product gives the raw Grams ZZᵀ (G, T, T); centring the tokens is H(ZZᵀ)H (H = I − 11ᵀ/T) and
+    normalising them divides by the square roots of the diagonal, both in Gram space (T × T, never a second pass
+    over the D features); one batched eigendecomposition follows. Tokens that centre to zero (identical tokens)
+    drop out, as in :func:`centred_unit_rows`.
+    """
+    import torch
+
+    zt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float64))
+    gram = torch.bmm(zt, zt.transpose(1, 2))
+    gram = gram - gram.mean(dim=2, keepdim=True) - gram.mean(dim=1, keepdim=True) + gram.mean(dim=(1, 2), keepdim=True)
+    diag = torch.diagonal(gram, dim1=1, dim2=2)
+    scale = diag.amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    alive = diag > scale * 1e-24  # a token at the centre (‖x − x̄‖ = 0 up to rounding) has no direction
+    root = torch.where(alive, diag.clamp_min(0).sqrt(), torch.ones_like(diag))
+    gram = gram / (root[:, :, None] * root[:, None, :]) * (alive[:, :, None] & alive[:, None, :])
+    lam = torch.linalg.eigvalsh(gram).numpy()
+    keep = (lam > np.maximum(lam.max(axis=1, keepdims=True), 0) * 1e-12) & (lam > 0)
     lam = np.where(keep, lam, 0.0)
     total = lam.sum(axis=1, keepdims=True)
     p = np.divide(lam, total, out=np.zeros_like(lam), where=total > 0)
@@ -112,25 +123,45 @@ def _curvatures_batched(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arccos(np.clip(cos, -1.0, 1.0)).mean(axis=1), valid
 
 
+def _by_length(tokens: np.ndarray, offsets: np.ndarray, shortest: int):
+    """``(members, stack (G, T, D))`` for every prompt length T ≥ ``shortest``: the prompts of that length."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    for t in np.unique(lengths):
+        if t >= shortest:
+            members = np.flatnonzero(lengths == t)
+            yield members, tokens[(offsets[members][:, None] + np.arange(t)[None, :])]
+
+
+def prompt_entropies(tokens: np.ndarray, offsets: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """S_α (nats) of every prompt (NaN when T < 2); prompts of equal length are decomposed in one batch."""
+    tokens = np.asarray(tokens, dtype=np.float64)
+    out = np.full(len(offsets) - 1, np.nan)
+    for members, stack in _by_length(tokens, offsets, 2):
+        if stack.shape[1] <= stack.shape[2]:
+            out[members] = _entropies_batched(stack, alpha)
+        else:  # long prompts (T > D): the D × D side is the smaller eigenproblem
+            out[members] = [entropy_of_points(z, alpha) for z in stack]
+    return out
+
+
+def prompt_curvatures(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The curvature of every prompt (NaN when T < 3 or a step is zero), batched per length."""
+    tokens = np.asarray(tokens, dtype=np.float64)
+    out = np.full(len(offsets) - 1, np.nan)
+    for members, stack in _by_length(tokens, offsets, 3):
+        values, valid = _curvatures_batched(stack)
+        out[members] = np.where(valid, values, np.nan)
+    return out
+
+
 def prompt_values(tokens: np.ndarray, offsets: np.ndarray, alpha: float = 1.0) -> dict[str, np.ndarray]:
     """Per prompt: ``entropy`` (nats; NaN when T < 2), ``normaliser`` ln min(T, D), ``curvature`` (NaN when T < 3
-    or a step is zero). Prompts of equal length are stacked and decomposed together (one LAPACK call per length)."""
-    tokens = np.asarray(tokens, dtype=np.float64)
+    or a step is zero)."""
     lengths = np.diff(np.asarray(offsets, dtype=np.int64))
-    d = tokens.shape[1]
-    entropy = np.full(len(lengths), np.nan)
-    curve = np.full(len(lengths), np.nan)
-    for t in np.unique(lengths):
-        members = np.flatnonzero(lengths == t)
-        if t < 2:
-            continue
-        stack = tokens[(offsets[members][:, None] + np.arange(t)[None, :])]  # (G, T, D)
-        entropy[members] = _entropies_batched(stack, alpha)
-        if t >= 3:
-            values, valid = _curvatures_batched(stack)
-            curve[members] = np.where(valid, values, np.nan)
-    normaliser = np.log(np.minimum(np.maximum(lengths, 2), d).astype(np.float64))
-    return {"entropy": entropy, "normaliser": normaliser, "curvature": curve}
+    normaliser = np.log(np.minimum(np.maximum(lengths, 2), np.shape(tokens)[1]).astype(np.float64))
+    return {"entropy": prompt_entropies(tokens, offsets, alpha), "normaliser": normaliser,
+            "curvature": prompt_curvatures(tokens, offsets)}
 
 
 def layer_metrics(tokens: np.ndarray, offsets: np.ndarray, pooled: np.ndarray | None,
