@@ -20,6 +20,7 @@ import os
 import warnings
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +278,20 @@ def sample_tokens(path: str | Path, sample: str, layer: int) -> dict[str, np.nda
     for name, key in (("token_id", "token_id"), ("position", "position"), ("word", "word"), ("prefix", "token_prefix")):
         out[name] = read_array(path, group[key], slice(a, b))
     return out
+
+
+def token_layers(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
+    """``(layer, tokens (token, feature))`` for each layer of an activation store's token level, in stored order,
+    each cut to that layer's true width (padded convolutional stages); a store without a token level is a
+    ``ValueError`` naming the key that turns it on."""
+    group = zarr.open_group(str(path), mode="r")
+    if "tokens" not in group.array_keys():
+        raise ValueError(f"{path} has no token level: turn on extract.tokens (or the model's `tokens`)")
+    widths = group.attrs["layer_widths"]
+    layers = read_array(path, group["token_layer"]).tolist()
+    # checked now, read lazily: one layer's tokens in memory at a time
+    return ((layer, read_array(path, group["tokens"], (i, slice(None), slice(0, int(widths[layer])))))
+            for i, layer in enumerate(layers))
 
 
 def finalize_group(path: str | Path, attrs: dict) -> None:

@@ -11,9 +11,7 @@ def contextuality(job) -> None:
 
     acts = job.input.activations
     attrs = store.activation_attrs(acts)
-    group = store.zarr.open_group(str(acts), mode="r")
-    if "tokens" not in group.array_keys():
-        raise ValueError(f"{acts} has no token level: turn on extract.tokens (or the model's `tokens`)")
+    layers = store.token_layers(acts)
     offsets = store.read_array(acts, "token_offsets")
     word, token_id = store.read_array(acts, "word"), store.read_array(acts, "token_id")
     keep = ~store.read_array(acts, "token_prefix")  # a vision model's CLS/register tokens are not patches
@@ -21,18 +19,16 @@ def contextuality(job) -> None:
         offsets = np.concatenate([[0], np.cumsum(keep)])[offsets]
         word, token_id = word[keep], token_id[keep]
     word_ids = attrs.get("token_word_ids") == "tokenizer"
-    layers = store.read_array(acts, "token_layer").tolist()
-    width = attrs["layer_widths"]
     rows_by_layer = {}
-    for i, layer in enumerate(tqdm(layers, desc=f"contextuality {job.wildcards.dataset}/{job.wildcards.model}")):
-        tokens = store.read_array(acts, group["tokens"], (i, slice(None), slice(0, int(width[layer]))))[keep]
+    for layer, tokens in tqdm(layers, desc=f"contextuality {job.wildcards.dataset}/{job.wildcards.model}"):
         try:
-            rows_by_layer[layer] = family.layer_metrics(tokens, offsets, word, token_id, word_ids,
+            rows_by_layer[layer] = family.layer_metrics(tokens[keep], offsets, word, token_id, word_ids,
                                                         job.params.options)
         except ValueError as exc:
             raise ValueError(f"model {attrs['model']!r}, layer {layer}: {exc}") from None
     identity = tables.model_identity(attrs, job.params.info)
-    frame = tables.layer_table(len(width), ["tokens"], lambda pooling, layer: rows_by_layer.get(layer, []), identity)
+    frame = tables.layer_table(len(attrs["layer_widths"]), ["tokens"],
+                               lambda pooling, layer: rows_by_layer.get(layer, []), identity)
     store.write_csv_atomic(frame, job.output[0])
 
 

@@ -12,24 +12,19 @@ def information(job) -> None:
 
     acts = job.input.activations
     attrs = store.activation_attrs(acts)
-    group = store.zarr.open_group(str(acts), mode="r")
-    if "tokens" not in group.array_keys():
-        raise ValueError(f"{acts} has no token level: turn on extract.tokens (or the model's `tokens`)")
+    layers = store.token_layers(acts)
     offsets = store.read_array(acts, "token_offsets")
-    layers = store.read_array(acts, "token_layer").tolist()
+    group = store.zarr.open_group(str(acts), mode="r")
     pooled = store.pooling_array(acts, "mean") if "mean" in group.array_keys() else None
-    width = attrs["layer_widths"]
     rows_by_layer = {}
-    for i, layer in enumerate(tqdm(layers, desc=f"information {job.wildcards.dataset}/{job.wildcards.model}")):
-        d = int(width[layer])  # padded features (convolutional stages) are cut
-        tokens = store.read_array(acts, group["tokens"], (i, slice(None), slice(0, d)))
-        means = None if pooled is None else np.asarray(pooled[layer])[:, :d]
+    for layer, tokens in tqdm(layers, desc=f"information {job.wildcards.dataset}/{job.wildcards.model}"):
+        means = None if pooled is None else np.asarray(pooled[layer])[:, : tokens.shape[1]]
         try:
             rows_by_layer[layer] = family.layer_metrics(tokens, offsets, means, job.params.options)
         except ValueError as exc:
             raise ValueError(f"model {attrs['model']!r}, layer {layer}: {exc}") from None
     identity = tables.model_identity(attrs, job.params.info)
-    n_layers = len(width)
+    n_layers = len(attrs["layer_widths"])
     frame = tables.layer_table(n_layers, ["tokens"], lambda pooling, layer: rows_by_layer.get(layer, []), identity)
     store.write_csv_atomic(frame, job.output[0])
 
