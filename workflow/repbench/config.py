@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,6 +351,12 @@ def resolve(config: dict) -> list[ModelInstance]:
                 f"invalid config at `models.{base}.train.dataset`: unknown dataset {spec['train']['dataset']!r}"
             )
         _check_twin(base, spec)
+    address = config["dask"]["scheduler_address"]
+    if address is not None and not re.fullmatch(r"[a-z]+://\S+", address):
+        raise ConfigError(
+            f"invalid config at `dask.scheduler_address`: {address!r} is not a scheduler address "
+            "(expected e.g. tcp://host:8786; null runs on the jobs' threads)"
+        )
     extracted = config["extract"]["poolings"]
     for i, pooling in enumerate(config["metrics"]["poolings"]):
         if pooling not in extracted:
@@ -505,11 +512,30 @@ def alignment_pairs(config: dict, instances: list[ModelInstance]) -> list[tuple[
         return []
     chosen = align.get("models")
     members = [i for i in instances if chosen is None or i.name in chosen or i.base in chosen]
-    pairs = []
+    order = {dataset: n for n, dataset in enumerate(config["datasets"])}
+    pairs = [(dataset, *sorted((a, model))) for dataset, model, earlier in alignment_blocks(config, instances)
+             for a in earlier]
+    return sorted(pairs, key=lambda pair: (order[pair[0]], pair[1], pair[2]))
+
+
+def alignment_blocks(config: dict, instances: list[ModelInstance]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """``(dataset, M, earlier)``: one alignment job per model instance M of a dataset that has a model before it,
+    pairing M with every instance in ``earlier`` (the members before M in config order: models in the order the
+    config lists them, each followed by its checkpoints, revisions and twin).
+
+    A model appended to the config therefore adds exactly one job per (dataset, pooling) and changes no earlier
+    job's inputs; the jobs grow with the number of models, the pairs they compute with its square.
+    """
+    align = config["alignment"]
+    if not align["enabled"]:
+        return []
+    chosen = align.get("models")
+    members = [i for i in instances if chosen is None or i.name in chosen or i.base in chosen]
+    blocks = []
     for dataset in config["datasets"]:
-        here = sorted(i.name for i in members if dataset in datasets_for(i, config))
-        pairs += [(dataset, a, b) for n, a in enumerate(here) for b in here[n + 1 :]]
-    return pairs
+        here = [i.name for i in members if dataset in datasets_for(i, config)]
+        blocks += [(dataset, model, tuple(here[:n])) for n, model in enumerate(here) if n]
+    return blocks
 
 
 def direction_pairs(config: dict, instances: list[ModelInstance]) -> list[tuple[str, str, str]]:

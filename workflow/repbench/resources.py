@@ -228,6 +228,7 @@ class Estimator:
     def __init__(self, config: dict, instances: dict):
         self.config = config
         self.instances = instances
+        self._blocks = None  # {(dataset, model): the models its alignment job pairs it with}, on first use
         self.poolings = len(config["metrics"]["poolings"])
         self._cache: dict = {}
         self._shapes: dict[str, ModelShape] = {}
@@ -396,7 +397,27 @@ class Estimator:
         return self._information(w, threads)
 
     def _alignment(self, w, threads):
-        sa, sb, n = self.shape(w["a"]), self.shape(w["b"]), self.samples(w["dataset"])
+        """One job per model: its pairs with every model before it (``{"a", "b"}`` wildcards: one pair alone). The
+        job holds its own model's prepared layers plus one other model's per thread; its time is the pairs' sum."""
+        if "a" in w:
+            return _need(*self._pair(w["dataset"], w["a"], w["b"], threads))
+        if self._blocks is None:
+            from .config import alignment_blocks
+
+            instances = list(self.instances.values())
+            self._blocks = {(d, m): before for d, m, before in alignment_blocks(self.config, instances)}
+        earlier = self._blocks.get((w["dataset"], w["model"]), ())
+        if not earlier:
+            return _need(BASE_MB, 1.0)
+        workers = max(1, min(threads, len(earlier)))
+        pairs = [self._pair(w["dataset"], w["model"], other, 1) for other in earlier]
+        peaks = sorted((mem for mem, _ in pairs), reverse=True)[:workers]
+        mem = peaks[0] + sum(peak - BASE_MB for peak in peaks[1:])
+        return _need(mem, sum(seconds for _, seconds in pairs) / workers)
+
+    def _pair(self, dataset, a, b, threads) -> tuple[float, float]:
+        """(memory MB, seconds) of one pair's metrics."""
+        sa, sb, n = self.shape(a), self.shape(b), self.samples(dataset)
         options = self.config["alignment"]
         ma, mb = min(n, sa.hidden), min(n, sb.hidden)
         kmax = min(self.config["neighbors"]["kmax"], n - 1)
@@ -432,7 +453,7 @@ class Estimator:
         bootstrap = options["bootstrap"] * layer_pairs * n * kmax * 1e-8
         seconds = (dense / DENSE_FLOPS_PER_THREAD + sparse / CPU_FLOPS_PER_THREAD) / threads \
             + reads / READ_BYTES_PER_S + bootstrap
-        return _need(mem / MB, seconds)
+        return mem / MB, seconds
 
     def _aggregate(self, w, threads):
         """Tables and figures: they read small per-model or per-pair files, scaled by how many there are."""

@@ -1,21 +1,24 @@
 rule alignment:
-    """Layer × layer matrices of every alignment metric for one unordered model pair (A < B by name)."""
+    """Layer × layer matrices of every alignment metric for each pair of one model with the models before it in
+    config order: one job per model, each pair written to its own file {A}__{B}.nc (A < B by name), listed in the
+    job's output."""
     input:
         unpack(alignment_inputs),
     output:
-        f"{RESULTS}/alignment/{{dataset}}/{{pooling}}/{{a}}__{{b}}.nc",
+        f"{RESULTS}/alignment/{{dataset}}/{{pooling}}/{{model}}.pairs.json",
     log:
-        f"{RESULTS}/logs/alignment/{{dataset}}/{{pooling}}/{{a}}__{{b}}.log",
+        f"{RESULTS}/logs/alignment/{{dataset}}/{{pooling}}/{{model}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/alignment/{{dataset}}/{{pooling}}/{{a}}__{{b}}.tsv"
+        f"{RESULTS}/benchmarks/alignment/{{dataset}}/{{pooling}}/{{model}}.tsv"
     conda:
         CONDA_ENV
-    threads: 1
+    threads: ALIGNMENT["threads"]
     resources:
         mem_mb=mem_mb("alignment"),
         runtime=runtime("alignment"),
     params:
         options=alignment_params(),
+        earlier=block_earlier,
     script:
         "../repbench/stages/alignment.py"
 

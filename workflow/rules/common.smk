@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from repbench import registry
 from repbench.config import (
     ConfigError,
+    alignment_blocks,
     alignment_pairs,
     canonical,
     datasets_for,
@@ -26,6 +27,7 @@ try:
     validate_config(config)
     INSTANCES = {inst.name: inst for inst in resolve(config)}
     PAIRS = alignment_pairs(config, list(INSTANCES.values()))
+    BLOCKS = alignment_blocks(config, list(INSTANCES.values()))
     DIRECTION_PAIRS = direction_pairs(config, list(INSTANCES.values()))
 except ConfigError as exc:
     raise WorkflowError(f"repbench config error: {exc}") from None
@@ -51,6 +53,8 @@ FAMILIES = [
     and (f not in registry.TOKEN_FAMILIES or TOKEN_MODELS)
 ]
 ALIGNMENT = config["alignment"]
+# {(dataset, model): the models before it}: one alignment job per entry pairs the model with each of them
+EARLIER = {(d, m): list(earlier) for d, m, earlier in BLOCKS}
 # cosine graphs serve alignment (L2-normalised rows), euclidean graphs intrinsic dimension (raw rows)
 NEIGHBOR_SPACES = neighbor_spaces(config, bool(PAIRS))
 MODEL_PATTERN = r"[A-Za-z0-9](?:(?!__)[A-Za-z0-9._@-])*"
@@ -175,22 +179,29 @@ def all_outputs():
 
 
 def pair_files(dataset=None, poolings=None):
+    """The alignment jobs' pair lists (one per model with earlier models, dataset and pooling)."""
     return [
-        f"{RESULTS}/alignment/{d}/{p}/{a}__{b}.nc"
-        for d, a, b in PAIRS
+        f"{RESULTS}/alignment/{d}/{p}/{m}.pairs.json"
+        for d, m, _ in BLOCKS
         if dataset is None or d == dataset
         for p in (poolings or config["metrics"]["poolings"])
     ]
 
 
+def block_earlier(wildcards):
+    """The models an alignment job pairs its model with (those before it in config order)."""
+    return EARLIER[(wildcards.dataset, wildcards.model)]
+
+
 def alignment_inputs(wildcards):
+    d, earlier = wildcards.dataset, block_earlier(wildcards)
     inputs = {
-        "activations_a": activations(wildcards.dataset, wildcards.a),
-        "activations_b": activations(wildcards.dataset, wildcards.b),
+        "activations": activations(d, wildcards.model),
+        "earlier_activations": [activations(d, m) for m in earlier],
     }
     for space in registry.spaces_read(ALIGNMENT["metrics"]):
-        inputs[f"{space}_a"] = graphs(wildcards.dataset, space, wildcards.a)
-        inputs[f"{space}_b"] = graphs(wildcards.dataset, space, wildcards.b)
+        inputs[space] = graphs(d, space, wildcards.model)
+        inputs[f"earlier_{space}"] = [graphs(d, space, m) for m in earlier]
     return inputs
 
 
@@ -198,7 +209,7 @@ def alignment_params():
     """What decides a pair file: the alignment options (not which models pair: that decides which files exist)
     and the clipping the layers get before the metrics (shared with the cosine graphs).
     """
-    options = {k: v for k, v in ALIGNMENT.items() if k not in ("models", "enabled")}
+    options = {k: v for k, v in ALIGNMENT.items() if k not in ("models", "enabled", "threads")}
     return canonical(dict(options, clip_quantile=config["neighbors"]["clip_quantile"]))
 
 

@@ -1,6 +1,7 @@
-"""Stage ``alignment`` (workflow/rules/alignment.smk): every alignment metric's layer × layer matrix for one model
-pair, and the tables across pairs."""
+"""Stage ``alignment`` (workflow/rules/alignment.smk): every alignment metric's layer × layer matrix for each model
+pair, one job per model (its pairs with every model before it in config order), and the tables across pairs."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,21 @@ class StoreLayers:
         if pooling not in group:
             raise KeyError(f"{store_path}: no pooling {pooling!r}")
         self.path, self.array, self.clip_quantile, self.prh = store_path, group[pooling], clip_quantile, prh
+        self.where_pooling = pooling
         self.where = f"model {group.attrs.get('model', str(store_path))!r}, pooling {pooling!r}"
         self.threshold = prh_threshold(store.pooling_array(store_path, pooling), clip_quantile) if prh else None
 
     def __len__(self) -> int:
         return self.array.shape[0]
+
+    def __getstate__(self) -> dict:  # a Dask worker process reopens the store instead of receiving the array
+        return {key: value for key, value in self.__dict__.items() if key != "array"}
+
+    def __setstate__(self, state: dict) -> None:
+        import zarr
+
+        self.__dict__.update(state)
+        self.array = zarr.open_group(str(self.path), mode="r")[self.where_pooling]
 
     def __getitem__(self, layer: int) -> np.ndarray:
         from repbench import store
@@ -42,10 +53,44 @@ class StoreLayers:
         return preprocess(X, self.clip_quantile) if self.clip_quantile else X
 
 
+@dataclass
+class PreparedSide:
+    """One model's side of its pairs, read and prepared once: store attributes, sample ids, graphs, the lazy layers
+    and the metrics' per-layer work (``repbench.metrics.alignment.prepare_model``)."""
+
+    activations: str
+    attrs: dict
+    ids: np.ndarray
+    graphs: dict
+    layers: StoreLayers | None
+    prepared: object
+
+
+def prepare_side(activations, graphs: dict, pooling: str, options: dict) -> PreparedSide:
+    """``graphs``: {space: (L, N, kmax) stored graph} of the spaces the chosen metrics read (``{}`` if none)."""
+    from repbench import registry, store
+    from repbench.metrics import alignment as al
+
+    metrics = tuple(options["metrics"])
+    layers = None
+    if registry.reads(metrics, "features"):
+        layers = StoreLayers(activations, pooling, options["clip_quantile"], options["preprocess"] == "prh")
+    prepared = al.prepare_model(layers, graphs or None, options["k"], metrics,
+                                svcca_variance=options["svcca_variance"], options=options)
+    return PreparedSide(str(activations), store.activation_attrs(activations),
+                        store.read_array(activations, "sample"), graphs, layers, prepared)
+
+
 def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict):
+    """All alignment metrics of one model pair as an ``xarray.Dataset`` of (layer_a, layer_b) matrices
+    (:func:`pair_dataset` of the two prepared sides)."""
+    return pair_dataset(prepare_side(acts_a, graphs_a, pooling, options),
+                        prepare_side(acts_b, graphs_b, pooling, options), pooling, options)
+
+
+def pair_dataset(side_a: PreparedSide, side_b: PreparedSide, pooling: str, options: dict):
     """All alignment metrics of one model pair as an ``xarray.Dataset`` of (layer_a, layer_b) matrices.
 
-    ``graphs_*``: {space: (L, N, kmax) stored graph} of the spaces the chosen metrics read (``{}`` if none).
     Attributes carry k, N, the preprocessing, each metric's summaries (best value and its (layer_a, layer_b),
     last, matched depth), the calibration of ``null_metrics`` (null mean/std, z, τ, p-value, calibrated score per
     summary; permutation counts per metric) and bootstrap intervals of the kNN metrics' per-sample terms at the
@@ -53,21 +98,14 @@ def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict)
     """
     import xarray as xr
 
-    from repbench import __version__, registry, store
+    from repbench import __version__, registry
     from repbench.metrics import alignment as al
 
-    attrs_a, attrs_b = store.activation_attrs(acts_a), store.activation_attrs(acts_b)
-    ids_a, ids_b = store.read_array(acts_a, "sample"), store.read_array(acts_b, "sample")
-    if len(ids_a) != len(ids_b) or (ids_a != ids_b).any():
+    attrs_a, attrs_b, ids_a = side_a.attrs, side_b.attrs, side_a.ids
+    if len(ids_a) != len(side_b.ids) or (ids_a != side_b.ids).any():
         raise ValueError(f"{attrs_a['model']!r} and {attrs_b['model']!r} were not extracted on the same sample ids")
     k, metrics, clip = options["k"], tuple(options["metrics"]), options["clip_quantile"]
-    prh = options["preprocess"] == "prh"
-    needs_features = bool(registry.reads(metrics, "features"))
-    layers_a = StoreLayers(acts_a, pooling, clip, prh) if needs_features else None
-    layers_b = StoreLayers(acts_b, pooling, clip, prh) if needs_features else None
-    prepared = [al.prepare_model(layers, graphs or None, k, metrics, svcca_variance=options["svcca_variance"],
-                                 options=options)
-                for layers, graphs in ((layers_a, graphs_a), (layers_b, graphs_b))]
+    prepared = [side_a.prepared, side_b.prepared]
     mats = al.pair_matrices_prepared(*prepared, metrics)
     n_a, n_b = next(iter(mats.values())).shape
     ds = xr.Dataset({m: (("layer_a", "layer_b"), v) for m, v in mats.items()},
@@ -78,8 +116,8 @@ def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict)
                     clip_quantile=clip if clip else "none", preprocess=options["preprocess"],
                     repbench_version=__version__,
                     activations_hash_a=attrs_a["config_hash"], activations_hash_b=attrs_b["config_hash"])
-    if prh:
-        ds.attrs.update(prh_threshold_a=layers_a.threshold, prh_threshold_b=layers_b.threshold)
+    if options["preprocess"] == "prh" and side_a.layers is not None:
+        ds.attrs.update(prh_threshold_a=side_a.layers.threshold, prh_threshold_b=side_b.layers.threshold)
     from repbench.metrics.alignment import dense
 
     subset = dense.pairwise_subset(len(ids_a), options) if set(metrics) & {"rsa", "cka_rbf"} else None
@@ -93,7 +131,7 @@ def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict)
         per_sample = registry.METRICS[m].per_sample
         if per_sample and options["bootstrap"] and summary["argmax"][0] >= 0:
             i, j = summary["argmax"]
-            terms = getattr(al, per_sample)(graphs_a["cosine"][i], graphs_b["cosine"][j], k)
+            terms = getattr(al, per_sample)(side_a.graphs["cosine"][i], side_b.graphs["cosine"][j], k)
             low, high = al.bootstrap_ci(terms, options["bootstrap"], options["seed"])
             ds.attrs.update({f"{m}_max_ci_low": low, f"{m}_max_ci_high": high})
     for m, by_summary in calibration(prepared, mats, options).items():
@@ -149,34 +187,143 @@ def calibration(prepared, mats: dict, options: dict) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class ModelInputs:
+    """Where one model's side of its pairs comes from: its activation store and {space: graph store}."""
+
+    model: str
+    activations: str
+    graphs: dict
+
+
+def load_side(inputs: ModelInputs, pooling: str, options: dict) -> PreparedSide:
+    """Read the model's graphs of ``pooling`` and prepare its layers (:func:`prepare_side`)."""
+    from repbench import store
+
+    graphs = {space: store.read_layer_arrays(path, pooling, names=("indices",))["indices"]
+              for space, path in inputs.graphs.items()}
+    return prepare_side(inputs.activations, graphs, pooling, options)
+
+
+def pair_key(a: ModelInputs, b: ModelInputs, pooling: str, options: dict) -> str:
+    """What decides a pair file: both stores' and graph stores' recorded provenance, the pooling, the alignment
+    options and the repbench version. A pair file carrying the same key is reused, not recomputed."""
+    from repbench import __version__, store
+    from repbench.config import fingerprint
+
+    def provenance(side: ModelInputs) -> dict:
+        return {"activations": store.activation_attrs(side.activations).get("config_hash"),
+                "graphs": {space: store.activation_attrs(path) for space, path in sorted(side.graphs.items())}}
+
+    return fingerprint({"a": provenance(a), "b": provenance(b), "pooling": pooling, "options": options,
+                        "repbench": __version__})
+
+
+def is_current(path: Path, key: str) -> bool:
+    """Whether ``path`` is a finished pair file computed from the inputs and options that ``key`` names."""
+    import xarray as xr
+
+    if not path.exists():
+        return False
+    try:
+        with xr.open_dataset(path, engine="scipy") as ds:
+            return ds.attrs.get("pair_key") == key
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def compute_pair(other: ModelInputs, own: PreparedSide, own_is_a: bool, pooling: str, options: dict, path: str,
+                 key: str) -> str:
+    """One pair of a block: prepare ``other``, compute every metric against the already prepared ``own`` (as side A
+    when ``own_is_a``), write ``path`` atomically (a finished pair survives a killed job). Returns the file name."""
+    import os
+    import tempfile
+    import time
+
+    from repbench import store
+
+    start = time.perf_counter()
+    side = load_side(other, pooling, options)
+    ds = pair_dataset(own, side, pooling, options) if own_is_a else pair_dataset(side, own, pooling, options)
+    ds.attrs["pair_key"] = key
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    ds.to_netcdf(tmp, engine="scipy")
+    store.publish(tmp, path)
+    print(f"alignment: {path.name} in {time.perf_counter() - start:.1f} s", flush=True)
+    return path.name
+
+
+def alignment_block(own: ModelInputs, earlier: list[ModelInputs], pooling: str, options: dict, out_dir: str | Path,
+                    threads: int = 1, scheduler_address: str | None = None, timeout_s: float = 10.0) -> list[dict]:
+    """Every pair of ``own`` with the models of ``earlier``, as one Dask graph: ``own`` is read and prepared once
+    and shared by its pairs; each pair prepares the other model and writes ``{A}__{B}.nc`` (A < B by name) into
+    ``out_dir``. Pair files already computed from the same inputs and options (:func:`pair_key`) are kept: a killed
+    job resumes at the missing pairs, and a rerun caused by a model removed before ``own`` recomputes nothing.
+
+    Returns one row per pair: ``model_a``, ``model_b``, ``file``, ``pair_key``.
+    """
+    import dask
+
+    from repbench import parallel
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, todo = [], []
+    for other in earlier:
+        a, b = sorted((own, other), key=lambda side: side.model)
+        path, key = out_dir / f"{a.model}__{b.model}.nc", pair_key(a, b, pooling, options)
+        rows.append({"model_a": a.model, "model_b": b.model, "file": path.name, "pair_key": key})
+        if not is_current(path, key):
+            todo.append((other, a is own, str(path), key))
+    print(f"alignment {own.model} ({pooling}): {len(rows)} pairs, {len(rows) - len(todo)} already computed, "
+          f"{len(todo)} to compute", flush=True)
+    if todo:
+        prepared = dask.delayed(load_side, pure=False)(own, pooling, options)  # once, shared by every pair
+        tasks = [dask.delayed(compute_pair, pure=False)(other, prepared, own_is_a, pooling, options, path, key)
+                 for other, own_is_a, path, key in todo]
+        with parallel.scheduler(threads, scheduler_address, timeout_s):
+            dask.compute(*tasks)
+    return rows
+
+
 def alignment(job) -> None:
-    """``results/alignment/{dataset}/{pooling}/{A}__{B}.nc`` for one unordered model pair (A < B by name)."""
+    """``results/alignment/{dataset}/{pooling}/{model}.pairs.json``: the pairs of one model with every model before
+    it (config order), each written to ``results/alignment/{dataset}/{pooling}/{A}__{B}.nc`` (A < B by name)."""
     from repbench import registry, store
 
     options, pooling = job.params.options, job.wildcards.pooling
-    graphs = [{}, {}]
-    for space in registry.spaces_read(options["metrics"]):
-        for side, graphs_side in zip("ab", graphs, strict=True):
-            path = job.input[f"{space}_{side}"]
-            graphs_side[space] = store.read_layer_arrays(path, pooling, names=("indices",))["indices"]
-    ds = pair_result(job.input.activations_a, job.input.activations_b, graphs[0], graphs[1], pooling, options)
+    spaces = registry.spaces_read(options["metrics"])
+
+    def named(key) -> list[str]:
+        value = job.input.get(key, [])
+        return [value] if isinstance(value, str) else list(value)
+
+    own = ModelInputs(job.wildcards.model, job.input.activations, {s: job.input[s] for s in spaces})
+    earlier_graphs = {space: named(f"earlier_{space}") for space in spaces}
+    earlier = [ModelInputs(name, acts, {s: earlier_graphs[s][n] for s in spaces})
+               for n, (name, acts) in enumerate(zip(job.params.earlier, named("earlier_activations"), strict=True))]
     out = Path(job.output[0])
-    tmp = out.with_name(f".{out.name}.partial")
-    ds.to_netcdf(tmp, engine="scipy")
-    store.publish(tmp, out)
+    cluster = job.config["dask"]  # how the pairs run, not what they are: not a param (changing it reruns nothing)
+    rows = alignment_block(own, earlier, pooling, options, out.parent, threads=job.threads,
+                           scheduler_address=cluster["scheduler_address"], timeout_s=cluster["connect_timeout_s"])
+    store.write_json_atomic(out, {"dataset": job.wildcards.dataset, "pooling": pooling, "model": own.model,
+                                  "pairs": rows})
 
 
 def alignment_table(job) -> None:
     """``results/tables/alignment.csv`` (one row per pair, pooling and metric: summaries, null, bootstrap) and
-    ``results/tables/alignment_layers.csv`` (every layer × layer value)."""
+    ``results/tables/alignment_layers.csv`` (every layer × layer value), from the pairs the jobs' lists name."""
     import xarray as xr
 
     from repbench import store, tables
 
     pairs = []
-    for path in job.input:
-        with xr.open_dataset(path, engine="scipy") as ds:
-            pairs.append(ds.load())
+    for manifest in job.input:
+        for row in store.read_json(manifest)["pairs"]:
+            with xr.open_dataset(Path(manifest).parent / row["file"], engine="scipy") as ds:
+                pairs.append(ds.load())
     store.write_csv_atomic(tables.alignment_table(pairs), job.output.summary)
     store.write_csv_atomic(tables.alignment_layers_table(pairs), job.output.layers)
 
