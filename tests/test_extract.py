@@ -195,7 +195,8 @@ def test_throughput_benchmark_smoke():
     import re
 
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("extract: ")]
-    pattern = r"extract: model=tiny-a tok_s=[0-9.]+ mfu=[0-9.]+ ratio_vs_naive=[0-9.]+ write_overhead=-?[0-9.]+"
+    pattern = (r"extract: model=tiny-a tok_s=[0-9.]+ mfu=nan matmul_fraction=[0-9.]+ ratio_vs_prh=[0-9.]+ "
+               r"ratio_vs_researcher=[0-9.]+ write_overhead=-?[0-9.]+")
     assert lines and all(re.fullmatch(pattern, ln) for ln in lines), proc.stdout[-2000:]
 
 

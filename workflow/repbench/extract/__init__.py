@@ -11,7 +11,9 @@ This module holds the entry point :func:`extract` (one model on one dataset into
 
 Resume. Each finished unit is recorded in ``progress.json`` beside the partial store (``results/.partial/``), so
 a killed job redoes only unfinished units and gives the same store as an uninterrupted run; the finished store is
-moved into place atomically.
+moved into place atomically. The resume state also records the resolved token budget (``auto`` on a GPU depends on
+the memory free when the job starts) and the cap after any out-of-memory back-off: a resumed job on the same kind
+of device batches with those, not with a budget resolved again, so it makes the original run's batches.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from .loop import (
     RunStats,
     check_finite,
     plan_units,
+    resume_state,
+    resumed_budget,
     run_extraction,
     unit_plan,
 )
@@ -165,8 +169,6 @@ def _extract_on(device, slot, model_name, model_spec, revision, dataset_name, da
     else:
         max_length = model_spec.get("max_length") or dataset_spec.get("max_length", 128)
         feed = TextFeed(loaded.tokenizer, samples.texts, max_length)
-    budget = options.get("token_budget", "auto")
-    budget = auto_token_budget(pooler.model, device, len(options["poolings"])) if budget == "auto" else int(budget)
 
     width = max(info["layer_widths"])
     store_dtype = options.get("store_dtype", "float32")
@@ -192,7 +194,15 @@ def _extract_on(device, slot, model_name, model_spec, revision, dataset_name, da
         pooler.capture_layers = set(token_plan.layers)
     partial_dir = Path(partial_root) / f"{model_name}.{run_key}"
     partial_store, progress_file = partial_dir / "store.zarr", partial_dir / "progress.json"
-    done = set(store.read_json(progress_file, {"chunks": []})["chunks"])
+    state = store.read_json(progress_file, {"chunks": []})
+    done = set(state["chunks"])
+    recorded = resumed_budget(state, device) if done and partial_store.exists() else None
+    if recorded is not None:  # batch as the interrupted run did (its budget and the cap it had backed off to)
+        budget, cap = recorded
+    else:
+        budget = options.get("token_budget", "auto")
+        budget = auto_token_budget(pooler.model, device, len(options["poolings"])) if budget == "auto" else int(budget)
+        cap = budget
     if not done or not partial_store.exists():
         done = set()
         partial_dir.mkdir(parents=True, exist_ok=True)
@@ -205,14 +215,15 @@ def _extract_on(device, slot, model_name, model_spec, revision, dataset_name, da
             store.create_array(group, "layer_width", np.asarray(info["layer_widths"], dtype=np.int32), ("layer",))
         if token_plan is not None:
             token_level.create_arrays(group, token_plan, samples.ids, width)
-        store.write_json_atomic(progress_file, {"chunks": []})
+        store.write_json_atomic(progress_file, resume_state(done, budget, cap, device))
     group = store.zarr.open_group(str(partial_store), mode="r+")
 
     try:
         stats = run_extraction(
             pooler=pooler, feed=feed, sample_ids=samples.ids, model_name=model_name, options=options,
             device=device, chunk=chunk, unit_chunks=unit_chunks, group=group, progress_file=progress_file,
-            done_chunks=done, batch_size=model_spec.get("batch_size"), token_budget=budget, progress=progress,
+            done_chunks=done, batch_size=model_spec.get("batch_size"), token_budget=budget, token_cap=cap,
+            progress=progress,
             desc=f"extract {dataset_name}/{model_name}",
             tokens=None if token_plan is None else token_level.TokenCollector(token_plan, width, device),
         )
@@ -221,7 +232,8 @@ def _extract_on(device, slot, model_name, model_spec, revision, dataset_name, da
     if progress:
         print(f"extract: {stats.samples} samples, {stats.tokens} tokens in {stats.seconds:.1f}s "
               f"({stats.samples / max(stats.seconds, 1e-9):.1f} samples/s, {stats.tokens / max(stats.seconds, 1e-9):.0f}"
-              f" tokens/s; padding {1 - stats.tokens / max(stats.padded_tokens, 1):.1%}; token budget {budget}, "
+              f" tokens/s; padding {1 - stats.tokens / max(stats.padded_tokens, 1):.1%}; token budget {budget}"
+              f"{' (recorded by the interrupted run)' if recorded is not None else ''}, "
               f"cap {stats.token_cap}, OOM back-offs {stats.oom_backoffs}; waited {stats.writer_wait_s:.2f}s for "
               "the writer)", file=sys.stderr, flush=True)
 

@@ -8,7 +8,11 @@ Zarr while the next unit computes. Nothing in the batch loop waits for the GPU. 
 batch and lowers the token cap for every later batch.
 
 Resume. Each finished unit is recorded in ``progress.json`` beside the partial store; units whose chunks are all
-done are skipped, and :func:`plan_units` is deterministic, so a resumed run writes the same chunks.
+done are skipped, and :func:`plan_units` is deterministic, so a resumed run writes the same chunks. The resume state
+also holds the token budget the run resolved (``auto``: from the free GPU memory at its start) and the cap in force
+after any out-of-memory back-off (:func:`resume_state`); a resumed run on the same kind of device takes both from it
+(:func:`resumed_budget`) instead of resolving them again, so its batches are those the original run would have made
+(exactly so without a back-off; after one, those of the cap the original run had reached).
 """
 
 from __future__ import annotations
@@ -133,6 +137,23 @@ def plan_units(n_chunks: int, unit_chunks: int) -> list[tuple[int, int]]:
     return units
 
 
+def resume_state(done: set[int] | list[int], token_budget: int, token_cap: int, device: torch.device) -> dict:
+    """The content of ``progress.json``: the finished chunks, the token budget the run resolved, the cap after any
+    out-of-memory back-off, and the kind of device (``cpu``/``cuda``) they were resolved for."""
+    return {"chunks": sorted(int(c) for c in done), "token_budget": int(token_budget), "token_cap": int(token_cap),
+            "device": device.type}
+
+
+def resumed_budget(state: dict, device: torch.device) -> tuple[int, int] | None:
+    """``(token_budget, token_cap)`` recorded by an interrupted run on the same kind of device, else ``None``
+    (a fresh run, a progress file written before budgets were recorded, or a run moved between CPU and GPU: then
+    the budget is resolved again)."""
+    if not state.get("chunks") or state.get("token_budget") is None or state.get("device") != device.type:
+        return None
+    budget = int(state["token_budget"])
+    return budget, int(state.get("token_cap") or budget)
+
+
 def run_extraction(
     *,
     pooler: LayerPooler,
@@ -148,13 +169,16 @@ def run_extraction(
     done_chunks: set[int] | None = None,
     batch_size: int | None = None,
     token_budget: int | None = None,
+    token_cap: int | None = None,
     progress: bool = True,
     desc: str = "extract",
     tokens=None,
 ) -> RunStats:
     """Pool every layer of every sample and write each finished unit into ``group`` (``None``: write nothing).
 
-    Units whose chunks are all in ``done_chunks`` are skipped (resume). ``tokens`` (a
+    Units whose chunks are all in ``done_chunks`` are skipped (resume); ``token_cap`` starts the adaptive cap below
+    ``token_budget`` (a resumed run passes the cap its interrupted run had reached). After each written unit,
+    ``progress_file`` gets :func:`resume_state` (chunks, budget, current cap, device). ``tokens`` (a
     :class:`~repbench.extract.tokens.TokenCollector`) also stores the token vectors of its samples, written with
     their unit. Returns throughput statistics.
     """
@@ -173,7 +197,7 @@ def run_extraction(
     cuda = device.type == "cuda"
     limit = FLOAT16_MAX if store_dtype == "float16" else math.inf
     stats = RunStats(extra={"token_budget": budget})
-    cap = [budget]  # adaptive: lowered on CUDA OOM, applies to every later batch
+    cap = [min(budget, token_cap or budget)]  # adaptive: lowered on CUDA OOM, applies to every later batch
 
     prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repbench-prefetch")
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repbench-writer")
@@ -206,7 +230,7 @@ def run_extraction(
                         t0, t1, values = token_unit
                         group["tokens"][:, t0:t1, :] = values.astype(tokens.plan.dtype, copy=False)
                 done.update(range(c0, c1))
-                store.write_json_atomic(progress_file, {"chunks": sorted(done)})
+                store.write_json_atomic(progress_file, resume_state(done, budget, cap[0], device))
         finally:
             for p in poolings:
                 host_buffers.put(host[p])
