@@ -129,7 +129,8 @@ def test_blocks_pair_each_model_with_those_before_it_in_config_order(tmp_path):
 
 
 def test_the_pairs_and_a_family_on_a_cluster_of_processes_equal_the_threaded_run(models, options, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     from repbench.stages.geometry import geometry
 
     zeta, alpha, mid = models

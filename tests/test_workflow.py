@@ -171,7 +171,8 @@ def add_dataset(data):
 
 
 # Exact job counts of a dry run after one change to the finished test config (7 model instances: 4 checkpoints of
-# tiny-lm, 3 models in 3 alignment pairs; one dataset, one metric pooling). "all" and "jobs" (which gathers every
+# tiny-lm, 3 models in 3 alignment pairs computed by 2 alignment jobs, one per model after the first; one dataset,
+# one metric pooling). "all" and "jobs" (which gathers every
 # job's record) run after any change.
 TAIL = {"all": 1, "jobs": 1}
 FIGURES_DEPTH = {"figure": 3}  # one depth figure per family (geometry, spectral, intrinsic_dim)
@@ -195,24 +196,24 @@ CHANGES = [
     ("intrinsic_dim option", lambda d: d["metrics"]["intrinsic_dim"].update(mle_k=8),
      {"intrinsic_dim": 7, "table": 1, "figure": 1, "figure_id_scales": 1, **TAIL}),
     ("alignment option", lambda d: d["alignment"].update(bootstrap=20),
-     {"alignment": 3, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
+     {"alignment": 2, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
     # any k <= kmax is a prefix of the stored graphs: no graph is recomputed
     ("alignment.k", lambda d: d["alignment"].update(k=3),
-     {"alignment": 3, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
+     {"alignment": 2, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
     # kmax decides both spaces' graphs (7 euclidean for ID, 3 cosine for the pairs) and all that reads them
     ("neighbors.kmax", lambda d: d["neighbors"].update(kmax=24),
-     {"neighbors": 10, "intrinsic_dim": 7, "table": 1, "figure": 1, "figure_id_scales": 1, "alignment": 3,
+     {"neighbors": 10, "intrinsic_dim": 7, "table": 1, "figure": 1, "figure_id_scales": 1, "alignment": 2,
       "alignment_table": 1, "figure_alignment": 1, **TAIL}),
     # clipping decides the cosine graphs and the pairs, never the euclidean graphs or ID
     ("neighbors.clip_quantile", lambda d: d["neighbors"].update(clip_quantile=0.95),
-     {"neighbors": 3, "alignment": 3, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
-    # the new model's own jobs (its graphs in both spaces), its M = 3 new pairs, then the aggregates
+     {"neighbors": 3, "alignment": 2, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
+    # the new model's own jobs (its graphs in both spaces), ONE alignment job for its M = 3 new pairs, the aggregates
     ("adding a model", add_model,
-     {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 2, "intrinsic_dim": 1, "alignment": 3,
+     {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 2, "intrinsic_dim": 1, "alignment": 1,
       "alignment_table": 1, "table": 3, "spectra_table": 1, "phases": 1, "figure": 3, **SPECTRAL_FIGURES,
       "figure_id_scales": 1, "figure_alignment": 1, **TAIL}),
     # the token level for one model: that model's extraction and everything that reads its store (its graphs, its
-    # per-model metrics, its 2 pairs), plus the information family on it; no other model's jobs
+    # per-model metrics, the jobs of its 2 pairs: its own and tiny-neox's), plus the information family on it; no other model's jobs
     ("tokens for one model", lambda d: (d["models"]["tiny-bert"].update(tokens=True),
                                         d["metrics"]["families"].append("information")),
      {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 2, "intrinsic_dim": 1,
@@ -223,7 +224,7 @@ CHANGES = [
     # a dataset: every model's jobs on it (no training: the trained model's data is unchanged), its 3 pairs, the
     # aggregates, and both datasets' figures (the tables they read changed)
     ("adding a dataset", add_dataset,
-     {"extract": 7, "geometry": 7, "spectra": 7, "spectral": 7, "neighbors": 10, "intrinsic_dim": 7, "alignment": 3,
+     {"extract": 7, "geometry": 7, "spectra": 7, "spectral": 7, "neighbors": 10, "intrinsic_dim": 7, "alignment": 2,
       "alignment_table": 1, "table": 3, "spectra_table": 1, "phases": 1, "figure": 6, "figure_eigenspectrum": 2,
       "figure_spectral_steps": 2, "figure_id_scales": 2, "figure_alignment": 2, **TAIL}),
 ]
@@ -237,10 +238,15 @@ def test_a_change_runs_exactly_these_jobs(workflow_run, name, mutate, expected):
 
 
 def test_reordered_config_keys_schedule_nothing(workflow_run):
+    """Every mapping's keys reversed except the models' order (which model's alignment job computes a pair follows
+    it: see the next test)."""
     work, config = workflow_run
 
-    def reverse(obj):
-        return {k: reverse(obj[k]) for k in reversed(list(obj))} if isinstance(obj, dict) else obj
+    def reverse(obj, key=None):
+        if not isinstance(obj, dict):
+            return obj
+        keys = list(obj) if key == "models" else reversed(list(obj))
+        return {k: reverse(obj[k], k) for k in keys}
 
     reordered = work / "config_reordered.yaml"
     reordered.write_text(yaml.safe_dump(reverse(yaml.safe_load(config.read_text())), sort_keys=False))
@@ -248,11 +254,35 @@ def test_reordered_config_keys_schedule_nothing(workflow_run):
     assert job_counts(out) == {}, out[-2000:]
 
 
-def test_job_threads_schedule_nothing(workflow_run):
-    """extract.threads and neighbors.threads decide how jobs run, not what they write: changing them reruns nothing."""
+def test_reordered_models_rerun_alignment_jobs_that_recompute_no_pair(workflow_run, tmp_path):
+    """Reordering the models regroups the pairs into other jobs (each model's job pairs it with the models before
+    it): those jobs run, find every pair file current and compute nothing; the tables come out byte-identical."""
     work, config = workflow_run
-    threaded = changed_config(work, config, "threads", lambda d: (d["extract"].update(threads=1),
-                                                                   d["neighbors"].update(threads=1)))
+    copy = tmp_path / "run"
+    shutil.copytree(work, copy, symlinks=True)
+    data = yaml.safe_load(config.read_text())
+    data["models"] = dict(reversed(list(data["models"].items())))
+    reordered = copy / "config_models_reversed.yaml"
+    reordered.write_text(yaml.safe_dump(data, sort_keys=False))
+    tables = [copy / "results" / "tables" / name for name in ("alignment.csv", "alignment_layers.csv")]
+    before = [path.read_bytes() for path in tables]
+    counts = job_counts(snakemake(copy, reordered, "-n").stdout)
+    assert counts.get("alignment") == 2 and "neighbors" not in counts and "extract" not in counts, counts
+    snakemake(copy, reordered)
+    logs = sorted((copy / "results" / "logs" / "alignment" / "docs" / "mean").glob("*.log"))
+    assert [p.stem for p in logs] == ["minilm", "tiny-bert", "tiny-neox"]
+    assert "alignment minilm (mean): pairs 2, already computed 2, to compute 0" in logs[0].read_text()
+    assert "alignment tiny-bert (mean): pairs 1, already computed 1, to compute 0" in logs[1].read_text()
+    assert [path.read_bytes() for path in tables] == before
+
+
+def test_job_threads_schedule_nothing(workflow_run):
+    """extract.threads, neighbors.threads, alignment.threads and a Dask scheduler decide how jobs run, not what they
+    write: changing them reruns nothing."""
+    work, config = workflow_run
+    threaded = changed_config(work, config, "threads", lambda d: (
+        d["extract"].update(threads=1), d["neighbors"].update(threads=1), d["alignment"].update(threads=2),
+        d.update(dask={"scheduler_address": "tcp://127.0.0.1:8786"})))
     out = snakemake(work, threaded, "-n").stdout
     assert job_counts(out) == {}, out[-2000:]
 

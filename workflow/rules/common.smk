@@ -209,7 +209,9 @@ def alignment_params():
     """What decides a pair file: the alignment options (not which models pair: that decides which files exist)
     and the clipping the layers get before the metrics (shared with the cosine graphs).
     """
-    options = {k: v for k, v in ALIGNMENT.items() if k not in ("models", "enabled", "threads")}
+    options = {
+        k: v for k, v in ALIGNMENT.items() if k not in ("models", "enabled", "threads")
+    }
     return canonical(dict(options, clip_quantile=config["neighbors"]["clip_quantile"]))
 
 

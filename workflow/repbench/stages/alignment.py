@@ -277,8 +277,8 @@ def alignment_block(own: ModelInputs, earlier: list[ModelInputs], pooling: str, 
         rows.append({"model_a": a.model, "model_b": b.model, "file": path.name, "pair_key": key})
         if not is_current(path, key):
             todo.append((other, a is own, str(path), key))
-    print(f"alignment {own.model} ({pooling}): {len(rows)} pairs, {len(rows) - len(todo)} already computed, "
-          f"{len(todo)} to compute", flush=True)
+    print(f"alignment {own.model} ({pooling}): pairs {len(rows)}, already computed {len(rows) - len(todo)}, "
+          f"to compute {len(todo)}", flush=True)
     if todo:
         prepared = dask.delayed(load_side, pure=False)(own, pooling, options)  # once, shared by every pair
         tasks = [dask.delayed(compute_pair, pure=False)(other, prepared, own_is_a, pooling, options, path, key)
