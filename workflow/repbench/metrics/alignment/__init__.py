@@ -52,6 +52,7 @@ from .kernels import (
     _prepare_cknna_layer,
     _prepare_kernel_layer,
     _prepare_svcca_layer,
+    _svcca_layer_from_basis,
     _svcca_from_cross,
     _SvccaLayer,
     _unbiased_cka_from_prepared,
@@ -204,6 +205,7 @@ def prepare_model(layers, graphs, k: int, metrics, svcca_variance: float = 0.99,
     if need_graph and need_features and len(layers) != len(graphs):
         raise ValueError(f"{len(layers)} layers but {len(graphs)} graphs")
     factors = LayerFactors(layers, budget_bytes // 4) if need_features else None
+    spectral = _dense_spectral(group_states.get("dense"), n_layers)
     prepared = []
     for layer in range(n_layers):
         graph = _prefix(graphs[layer], k) if need_graph else None
@@ -213,8 +215,12 @@ def prepare_model(layers, graphs, k: int, metrics, svcca_variance: float = 0.99,
         cknna_layer = _prepare_cknna_layer(features, graph) if "cknna" in metrics else None
         kernel = svcca_layer = None
         if need_kernel:
-            kernel, gram = _prepare_kernel_layer(factors.factor_from_features(layer, features))
-            if "svcca" in metrics:
+            done = spectral[layer]  # the dense group's eigendecomposition of the same PᵀP (D ≤ N), or None
+            kernel, gram = _prepare_kernel_layer(factors.factor_from_features(layer, features),
+                                                 None if done is None else done.gram_sq)
+            if "svcca" in metrics and done is not None:
+                svcca_layer = _svcca_layer_from_basis(done.eigenvalues, done.basis, svcca_variance, svcca_components)
+            elif "svcca" in metrics:
                 svcca_layer = _prepare_svcca_layer(gram, features.shape[0], svcca_variance, svcca_components)
         prepared.append(PreparedLayer(graph=graph, kernel=kernel, cknna=cknna_layer, svcca=svcca_layer))
         del features
@@ -224,6 +230,13 @@ def prepare_model(layers, graphs, k: int, metrics, svcca_variance: float = 0.99,
                          f"{(n_layers, n_samples)}")
     return PreparedModel(prepared, factors if need_kernel else None, budget_bytes, group_states, n_layers,
                          n_samples, options)
+
+
+def _dense_spectral(state, n_layers: int) -> list:
+    """Per layer, the dense group's ``_SpectralLayer`` when it holds the eigendecomposition of PᵀP (the factor
+    metrics were prepared and D ≤ N), else None: the core pass takes ‖PᵀP‖²_F and SVCCA's basis from it."""
+    layers = getattr(state, "spectral", None) or [None] * n_layers
+    return [None if layer is None or layer.eigenvalues is None else layer for layer in layers]
 
 
 def _prepare_groups(layers, graphs_by_space: dict, metrics, options: dict) -> dict:

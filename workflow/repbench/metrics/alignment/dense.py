@@ -112,7 +112,10 @@ class _SpectralLayer:
     frobenius    ‖Xᶜ‖_F = √tr(PᵀP)  (all directions, for procrustes);
     shape_weights t = s·(α + (1−α) max(s², 10⁻⁷)^{−½}) (r,), s = √λ_r the singular values of Xᶜ: the
                  singular values of φ(X) (None unless asked);
-    loadings     Λ_r^{½}V_rᵀ = UᵀXᶜ (r, D) for PWCCA's projection weights (None unless asked, or if D ≥ N).
+    loadings     Λ_r^{½}V_rᵀ = UᵀXᶜ (r, D) for PWCCA's projection weights (None unless asked, or if D ≥ N);
+    eigenvalues  the kept λ_r, descending, and gram_sq = ‖PᵀP‖²_F, when the eigendecomposition was computed
+                 (D ≤ N; None otherwise): the core pass's CKA and SVCCA terms of the same layer reuse them
+                 (``repbench.metrics.alignment.prepare_model``) instead of a second product and eigendecomposition.
     """
 
     n_features: int
@@ -120,10 +123,13 @@ class _SpectralLayer:
     frobenius: float
     shape_weights: np.ndarray | None
     loadings: np.ndarray | None
+    eigenvalues: np.ndarray | None = None
+    gram_sq: float | None = None
 
 
 def _spectral_layer(factor: np.ndarray, n_features: int, alpha: float | None, with_loadings: bool) -> _SpectralLayer:
     n = factor.shape[0]
+    gram_sq = None
     if n_features > n:  # Gram-eigen factor V√Λ (numerically non-zero λ only): PᵀP = Λ, W = Λ^{−½}
         lam = np.einsum("ij,ij->j", factor, factor)
         if not lam.size or not lam.max() > 0:
@@ -140,6 +146,7 @@ def _spectral_layer(factor: np.ndarray, n_features: int, alpha: float | None, wi
         keep = eigval > top * max(n, gram.shape[0]) * np.finfo(np.float64).eps
         lam, vec = eigval[keep], eigvec[:, keep]
         frobenius = float(np.sqrt(np.trace(gram)))
+        gram_sq = float(np.sum(gram * gram))  # as kernels._prepare_kernel_layer computes it
     singular = np.sqrt(lam)
     shape_weights = None
     if alpha is not None:
@@ -151,7 +158,8 @@ def _spectral_layer(factor: np.ndarray, n_features: int, alpha: float | None, wi
     if with_loadings and n_features < n:  # pwcca is undefined for D ≥ N: matrices() raises if it is asked
         loadings = singular[:, None] * vec.T  # factor is Xᶜ itself here (D < N), so UᵀXᶜ = Λ^{½}Vᵀ
     basis = 1.0 / singular if vec is None else vec / singular
-    return _SpectralLayer(n_features, basis, frobenius, shape_weights, loadings)
+    return _SpectralLayer(n_features, basis, frobenius, shape_weights, loadings,
+                          None if vec is None else lam, gram_sq)
 
 
 def _basis_cross(a: _SpectralLayer, b: _SpectralLayer, cross: np.ndarray) -> np.ndarray:

@@ -146,8 +146,13 @@ def _gram_factor(centred: np.ndarray) -> np.ndarray:
     return eigvec[:, keep] * np.sqrt(eigval[keep])
 
 
-def _prepare_kernel_layer(factor: np.ndarray) -> tuple[_KernelLayer, np.ndarray]:
-    """The layer's kernel terms and its (m, m) factor Gram PᵀP (for SVCCA) from its centred factor P."""
+def _prepare_kernel_layer(factor: np.ndarray, gram_sq: float | None = None
+                          ) -> tuple[_KernelLayer, np.ndarray | None]:
+    """The layer's kernel terms and its (m, m) factor Gram PᵀP (for SVCCA) from its centred factor P.
+
+    ``gram_sq``: ‖PᵀP‖²_F when already known (the dense group's eigendecomposition of the same PᵀP); then PᵀP is
+    not formed and None is returned in its place.
+    """
     n = factor.shape[0]
     if n < 4:
         raise ValueError(f"kernel metrics need N ≥ 4 samples, got {n}")
@@ -155,8 +160,11 @@ def _prepare_kernel_layer(factor: np.ndarray) -> tuple[_KernelLayer, np.ndarray]
     column_sum = factor.sum(axis=0)
     ones_kt_ones = float(column_sum @ column_sum - row_sq.sum())
     kt_ones = factor @ column_sum - row_sq
-    gram = factor.T @ factor
-    self_sq = float(np.sum(gram * gram))
+    gram = None
+    if gram_sq is None:
+        gram = factor.T @ factor
+        gram_sq = float(np.sum(gram * gram))
+    self_sq = gram_sq
     hsic1_self = _hsic1(self_sq - row_sq @ row_sq, ones_kt_ones, ones_kt_ones, kt_ones @ kt_ones, n)
     return _KernelLayer(factor.shape[1], np.sqrt(self_sq), row_sq, ones_kt_ones, kt_ones, hsic1_self), gram
 
@@ -323,18 +331,30 @@ def _prepare_svcca_layer(gram: np.ndarray, n: int, variance: float, n_components
     eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
     top = eigval[0] if eigval.size else 0.0
     rank = int(np.sum(eigval > top * max(n, gram.shape[0]) * np.finfo(np.float64).eps)) if top > 0 else 0
+    keep = _svcca_keep(eigval, rank, variance, n_components)
+    return _SvccaLayer(eigvec[:, :keep] / np.sqrt(eigval[:keep]))
+
+
+def _svcca_layer_from_basis(eigenvalues: np.ndarray, basis: np.ndarray, variance: float,
+                            n_components: int | None) -> _SvccaLayer:
+    """The same ``_SvccaLayer`` from an eigendecomposition of PᵀP already made (the dense group's): the kept
+    eigenvalues λ (descending, λ > λ_max·max(N, m)·ε, the rank rule above) and basis V_rλ^{−½} (m, r)."""
+    keep = _svcca_keep(eigenvalues, len(eigenvalues), variance, n_components)
+    return _SvccaLayer(np.ascontiguousarray(basis[:, :keep]))
+
+
+def _svcca_keep(eigval: np.ndarray, rank: int, variance: float, n_components: int | None) -> int:
+    """Directions SVCCA keeps among the ``rank`` leading eigenvalues (descending) ``eigval``."""
     if rank == 0:
         raise ValueError("SVCCA: layer has zero variance")
     if n_components is not None:
         if n_components < 1:
             raise ValueError(f"n_components must be ≥ 1, got {n_components}")
-        keep = min(int(n_components), rank)
-    else:
-        if not 0 < variance <= 1:
-            raise ValueError(f"variance must be in (0, 1], got {variance}")
-        explained = np.cumsum(eigval[:rank]) / np.sum(eigval[:rank])
-        keep = min(int(np.searchsorted(explained, variance - 1e-12) + 1), rank)
-    return _SvccaLayer(eigvec[:, :keep] / np.sqrt(eigval[:keep]))
+        return min(int(n_components), rank)
+    if not 0 < variance <= 1:
+        raise ValueError(f"variance must be in (0, 1], got {variance}")
+    explained = np.cumsum(eigval[:rank]) / np.sum(eigval[:rank])
+    return min(int(np.searchsorted(explained, variance - 1e-12) + 1), rank)
 
 
 def _svcca_from_cross(a: _SvccaLayer, b: _SvccaLayer, cross: np.ndarray) -> float:

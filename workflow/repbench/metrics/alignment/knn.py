@@ -64,7 +64,38 @@ def lcs_knn(idx_a, idx_b, k: int) -> float:
 
 def _lcs_lengths(positions: np.ndarray) -> np.ndarray:
     """Longest strictly increasing subsequence of each row's non-negative entries (patience sorting, all rows
-    at once): (N, k) int positions (−1 = absent) → (N,) float64 lengths. O(N·k²)."""
+    at once): (N, k) int positions (−1 = absent, else < k) → (N,) float64 lengths. O(N·k²).
+
+    For k ≤ 62 the patience piles' tails (a strictly increasing set of values < k) are one int64 bit mask per
+    row: a value v replaces the smallest tail ≥ v (lowest set bit of mask & −2^v) by v, and the length is the
+    number of set bits, so each of the k steps is a few vectorised integer operations on (N,) arrays.
+    """
+    n, k = positions.shape
+    if k > _LCS_MASK_MAX_K:
+        return _lcs_lengths_piles(positions)
+    mask = np.zeros(n, dtype=np.int64)
+    for t in range(k):
+        value = positions[:, t]
+        bit = np.left_shift(np.int64(1), np.maximum(value, 0))
+        above = mask & -bit  # the tails ≥ v
+        replaced = (mask ^ (above & -above)) | bit
+        mask = np.where(value >= 0, replaced, mask)
+    return _popcount(mask).astype(np.float64)
+
+
+_LCS_MASK_MAX_K = 62
+
+
+def _popcount(mask: np.ndarray) -> np.ndarray:
+    """Set bits of each non-negative int64."""
+    if hasattr(np, "bitwise_count"):  # numpy ≥ 2
+        return np.bitwise_count(mask)
+    table = np.array([bin(b).count("1") for b in range(256)], dtype=np.int64)
+    return table[np.ascontiguousarray(mask).view(np.uint8)].reshape(len(mask), 8).sum(axis=1)
+
+
+def _lcs_lengths_piles(positions: np.ndarray) -> np.ndarray:
+    """``_lcs_lengths`` with the piles' tails as an (N, k) array (any k). O(N·k²)."""
     n, k = positions.shape
     tails = np.full((n, k), k, dtype=np.int64)  # tails[r, l]: smallest tail of an increasing run of length l+1
     rows = np.arange(n)
