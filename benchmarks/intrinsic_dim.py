@@ -19,9 +19,17 @@ All three run on the same X on this machine's cores. Times exclude data generati
 ratio_vs_dadapy = dadapy_s / repbench_s (> 1: repbench is faster). max_rel_diff = the largest
 |repbench − DADApy| / |DADApy| over the TwoNN estimate and every GRIDE scale.
 
+GEMM floor: the time of just the float32 matrix product the exact graph cannot avoid, timed on the same X in the
+same run: X[I]·X[I:]ᵀ for every block I of 2048 rows (the upper triangle of XXᵀ, N²·D FLOP, what repbench's
+symmetric tiles multiply), with torch on all threads and with numpy; the faster of the two. graph_vs_floor =
+repbench's graph time / that floor (1 would be a graph that costs only its product). The estimators are compared
+on their own: repbench's TwoNN + GRIDE on the graph's distances vs DADApy's ``compute_id_2NN`` +
+``return_id_scaling_gride`` after its ``compute_distances``.
+
 Usage: python benchmarks/intrinsic_dim.py [--quick] [--n N] [--dadapy-python PATH] [--knn repbench|fallback]
-Last line: ``intrinsic_dim: repbench_s=<float> dadapy_s=<float> skdim_s=<float> ratio_vs_dadapy=<float>
-max_rel_diff=<float>``.
+Last line: ``intrinsic_dim: n=<int> repbench_s=<float> dadapy_s=<float> skdim_s=<float> ratio_vs_dadapy=<float>
+graph_s=<float> gemm_floor_s=<float> graph_vs_floor=<float> estimators_s=<float> dadapy_estimators_s=<float>
+dadapy_graph_s=<float> max_rel_diff=<float>``.
 """
 
 from __future__ import annotations
@@ -118,6 +126,27 @@ def resolve_knn(choice: str):
     return fallback_knn, "fallback brute force in this script (--knn fallback)"
 
 
+def gemm_floor(X: np.ndarray, block: int = 2048) -> dict:
+    """Seconds of the upper-triangle product X[I]·X[I:]ᵀ over blocks I of ``block`` rows (N²·D FLOP + the
+    diagonal blocks' other half), float32, in torch (all threads) and in numpy; only the products are timed."""
+    import torch
+
+    n, d = X.shape
+    flops = sum(2.0 * min(block, n - i) * (n - i) * d for i in range(0, n, block))
+    Xt = torch.from_numpy(X)
+    torch.mm(Xt[:block], Xt[:block].T)  # warm-up
+    X[:block] @ X[:block].T
+    out = {"flops": flops}
+    for name, product in (("torch", lambda i: torch.mm(Xt[i:i + block], Xt[i:].T)),
+                          ("numpy", lambda i: X[i:i + block] @ X[i:].T)):
+        start = time.perf_counter()
+        for i in range(0, n, block):
+            product(i)
+        out[name] = time.perf_counter() - start
+    out["seconds"] = min(out["torch"], out["numpy"])
+    return out
+
+
 def run_repbench(X: np.ndarray, knn_choice: str) -> dict:
     knn, knn_name = resolve_knn(knn_choice)
     start = time.perf_counter()
@@ -188,13 +217,22 @@ def main() -> None:
           f"torch threads={torch.get_num_threads()}")
     python = dadapy_python(args.dadapy_python)
 
+    floor = gemm_floor(X)
+    print(f"GEMM floor: {floor['seconds']:.2f} s for the N²·D float32 product ({floor['flops'] / 1e9:.0f} GFLOP; "
+          f"torch {floor['torch']:.2f} s, numpy {floor['numpy']:.2f} s: "
+          f"{floor['flops'] / floor['seconds'] / 1e9:.1f} GFLOP/s)")
     ours = run_repbench(X, args.knn)
-    print(f"repbench: {ours['seconds']:.2f} s (graph {ours['graph_seconds']:.2f} s via {ours['knn']}, "
-          f"estimators {ours['seconds'] - ours['graph_seconds']:.3f} s)")
+    ours_est = ours["seconds"] - ours["graph_seconds"]
+    print(f"repbench: {ours['seconds']:.2f} s (graph {ours['graph_seconds']:.2f} s via {ours['knn']} = "
+          f"{ours['graph_seconds'] / floor['seconds']:.2f}× the GEMM floor {floor['seconds']:.2f} s; "
+          f"estimators {ours_est:.3f} s)")
     theirs = run_dadapy(X, python)
+    theirs_est = theirs["seconds"] - theirs["graph_seconds"]
     print(f"dadapy:   {theirs['seconds']:.2f} s (compute_distances {theirs['graph_seconds']:.2f} s, "
-          f"compute_id_2NN + return_id_scaling_gride {theirs['seconds'] - theirs['graph_seconds']:.3f} s; "
-          f"numpy {theirs['numpy']})")
+          f"compute_id_2NN + return_id_scaling_gride {theirs_est:.3f} s; numpy {theirs['numpy']})")
+    print(f"estimators: repbench {ours_est:.3f} s vs DADApy {theirs_est:.3f} s "
+          f"({theirs_est / ours_est:.1f}×); graph: repbench {ours['graph_seconds']:.2f} s vs DADApy "
+          f"{theirs['graph_seconds']:.2f} s vs GEMM floor {floor['seconds']:.2f} s")
     skdim_result = run_skdim(X)
     print(f"skdim:    {skdim_result['seconds']:.2f} s (TwoNN().fit only)")
 
@@ -207,8 +245,11 @@ def main() -> None:
     ratio = theirs["seconds"] / ours["seconds"]
     print(f"speed: dadapy/repbench = {ratio:.2f}x, skdim/repbench = {skdim_result['seconds'] / ours['seconds']:.2f}x "
           f"(skdim computes TwoNN only)")
-    print(f"intrinsic_dim: repbench_s={ours['seconds']:.3f} dadapy_s={theirs['seconds']:.3f} "
-          f"skdim_s={skdim_result['seconds']:.3f} ratio_vs_dadapy={ratio:.3f} max_rel_diff={max(diffs):.3e}")
+    print(f"intrinsic_dim: n={n} repbench_s={ours['seconds']:.3f} dadapy_s={theirs['seconds']:.3f} "
+          f"skdim_s={skdim_result['seconds']:.3f} ratio_vs_dadapy={ratio:.3f} graph_s={ours['graph_seconds']:.3f} "
+          f"gemm_floor_s={floor['seconds']:.3f} graph_vs_floor={ours['graph_seconds'] / floor['seconds']:.3f} "
+          f"estimators_s={ours_est:.4f} dadapy_estimators_s={theirs_est:.4f} "
+          f"dadapy_graph_s={theirs['graph_seconds']:.3f} max_rel_diff={max(diffs):.3e}")
 
 
 if __name__ == "__main__":

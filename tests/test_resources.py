@@ -66,3 +66,20 @@ def test_resource_estimate_uses_the_metrics_feature_budget():
     from repbench.metrics import alignment as al
 
     assert resources.FEATURE_BUDGET_BYTES == al.DEFAULT_FEATURE_BUDGET_BYTES
+
+
+def test_intrinsic_dim_time_counts_the_local_id_neighbourhoods():
+    """local ID multiplies an (m × m) Gram of every sample's neighbourhood: 2·N·m²·D flops per layer, which at
+    N = 100 000, D = 768, local_k = 64 is ~0.6 TFLOP per layer, far above the estimators' O(N·kmax)."""
+    wide = {**TINY, "config": {"hidden_size": 768, "num_hidden_layers": 3, "num_attention_heads": 12}}
+    w = {"dataset": "d", "model": "a"}
+
+    def runtime(estimators):
+        config = study({"a": wide}, n_samples=100_000)
+        config["neighbors"] = {"kmax": 64}
+        config["metrics"] = {"intrinsic_dim": {"estimators": estimators, "local_k": 64}}
+        return estimator(config).need("intrinsic_dim", w, 1).runtime
+
+    with_local, without = runtime(["twonn", "gride", "local_id"]), runtime(["twonn", "gride"])
+    gram_minutes = 4 * 2.0 * 100_000 * 65**2 * 768 / resources.DENSE_FLOPS_PER_THREAD / 60  # 4 stored layers
+    assert with_local >= without + resources.SAFETY * gram_minutes

@@ -336,10 +336,17 @@ class Estimator:
         return _need(mem / MB, lp * 0.5)
 
     def _intrinsic_dim(self, w, threads):
+        """Per layer: the estimators on the stored graph, O(N·kmax); local ID also gathers each sample's
+        neighbourhood (m = local_k + 1 points, float64) and multiplies its m×m Gram: O(N·m·D) + 2·N·m²·D flops."""
         s, n, lp = self._layer_facts(w)
         kmax = min(self.config["neighbors"]["kmax"], n - 1)
+        opts = self.config["metrics"].get("intrinsic_dim", {})
         mem = TORCH_BASE_MB * MB + 3 * n * s.hidden * 4 + 2 * lp * n * kmax * 8
-        seconds = lp * (n * kmax * 200.0 / CPU_FLOPS_PER_THREAD + n * s.hidden * 4 / READ_BYTES_PER_S + 1.0)
+        local = 0.0
+        if "local_id" in opts.get("estimators", ("local_id",)):
+            m = min(int(opts.get("local_k", 128)), kmax) + 1
+            local = n * m * s.hidden * (2.0 * m / DENSE_FLOPS_PER_THREAD + 40.0 / CPU_FLOPS_PER_THREAD)
+        seconds = lp * (n * kmax * 200.0 / CPU_FLOPS_PER_THREAD + local + n * s.hidden * 4 / READ_BYTES_PER_S + 1.0)
         return _need(mem / MB, seconds)
 
     def _probes(self, w, threads):
