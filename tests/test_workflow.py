@@ -151,7 +151,7 @@ def changed_config(work: Path, config: Path, name: str, mutate) -> Path:
     data = yaml.safe_load(config.read_text())
     mutate(data)
     path = work / f"config_{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))  # as a user edits it: the models keep their order
     return path
 
 
@@ -200,33 +200,35 @@ CHANGES = [
     # any k <= kmax is a prefix of the stored graphs: no graph is recomputed
     ("alignment.k", lambda d: d["alignment"].update(k=3),
      {"alignment": 2, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
-    # kmax decides both spaces' graphs (7 euclidean for ID, 3 cosine for the pairs) and all that reads them
+    # kmax decides both spaces' graphs (7 euclidean for ID, 3 cosine for the pairs) and all that reads them (the 2 alignment jobs)
     ("neighbors.kmax", lambda d: d["neighbors"].update(kmax=24),
-     {"neighbors": 10, "intrinsic_dim": 7, "table": 1, "figure": 1, "figure_id_scales": 1, "alignment": 2,
-      "alignment_table": 1, "figure_alignment": 1, **TAIL}),
+     {"neighbors": 10, "intrinsic_dim": 7, "table": 1, "figure": 1, "figure_id_scales": 1,
+      "alignment": 2, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
     # clipping decides the cosine graphs and the pairs, never the euclidean graphs or ID
     ("neighbors.clip_quantile", lambda d: d["neighbors"].update(clip_quantile=0.95),
      {"neighbors": 3, "alignment": 2, "alignment_table": 1, "figure_alignment": 1, **TAIL}),
-    # the new model's own jobs (its graphs in both spaces), ONE alignment job for its M = 3 new pairs, the aggregates
+    # the new model's own jobs (its graphs in both spaces), ONE alignment job for its M = 3 new pairs, the
+    # aggregates
     ("adding a model", add_model,
-     {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 2, "intrinsic_dim": 1, "alignment": 1,
-      "alignment_table": 1, "table": 3, "spectra_table": 1, "phases": 1, "figure": 3, **SPECTRAL_FIGURES,
-      "figure_id_scales": 1, "figure_alignment": 1, **TAIL}),
+     {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 2, "intrinsic_dim": 1,
+      "alignment": 1, "alignment_table": 1, "table": 3, "spectra_table": 1, "phases": 1,
+      "figure": 3, **SPECTRAL_FIGURES, "figure_id_scales": 1, "figure_alignment": 1, **TAIL}),
     # the token level for one model: that model's extraction and everything that reads its store (its graphs, its
-    # per-model metrics, the jobs of its 2 pairs: its own and tiny-neox's), plus the information family on it; no other model's jobs
+    # per-model metrics, the jobs of its 2 pairs: its own and tiny-neox's), plus the information family
+    # on it; no other model's jobs
     ("tokens for one model", lambda d: (d["models"]["tiny-bert"].update(tokens=True),
                                         d["metrics"]["families"].append("information")),
      {"extract": 1, "geometry": 1, "spectra": 1, "spectral": 1, "neighbors": 2, "intrinsic_dim": 1,
-      "information": 1, "alignment": 2, "alignment_table": 1, "table": 4, "spectra_table": 1, "phases": 1,
-      "figure": 4, **SPECTRAL_FIGURES, "figure_id_scales": 1, "figure_alignment": 1, **TAIL}),
+      "information": 1, "alignment": 2, "alignment_table": 1, "table": 4, "spectra_table": 1,
+      "phases": 1, "figure": 4, **SPECTRAL_FIGURES, "figure_id_scales": 1, "figure_alignment": 1, **TAIL}),
     # views of a dataset: every model extracts docs.views and runs invariance on it; nothing on docs reruns
     ("adding views", add_views, {"extract": 7, "invariance": 7, "table": 1, "figure": 1, **TAIL}),
     # a dataset: every model's jobs on it (no training: the trained model's data is unchanged), its 3 pairs, the
     # aggregates, and both datasets' figures (the tables they read changed)
     ("adding a dataset", add_dataset,
-     {"extract": 7, "geometry": 7, "spectra": 7, "spectral": 7, "neighbors": 10, "intrinsic_dim": 7, "alignment": 2,
-      "alignment_table": 1, "table": 3, "spectra_table": 1, "phases": 1, "figure": 6, "figure_eigenspectrum": 2,
-      "figure_spectral_steps": 2, "figure_id_scales": 2, "figure_alignment": 2, **TAIL}),
+     {"extract": 7, "geometry": 7, "spectra": 7, "spectral": 7, "neighbors": 10, "intrinsic_dim": 7,
+      "alignment": 2, "alignment_table": 1, "table": 3, "spectra_table": 1, "phases": 1, "figure": 6,
+      "figure_eigenspectrum": 2, "figure_spectral_steps": 2, "figure_id_scales": 2, "figure_alignment": 2, **TAIL}),
 ]
 
 
@@ -274,6 +276,17 @@ def test_reordered_models_rerun_alignment_jobs_that_recompute_no_pair(workflow_r
     assert "alignment minilm (mean): pairs 2, already computed 2, to compute 0" in logs[0].read_text()
     assert "alignment tiny-bert (mean): pairs 1, already computed 1, to compute 0" in logs[1].read_text()
     assert [path.read_bytes() for path in tables] == before
+    # a model leaving the pairs: its pair files stay where they are, the other pair is kept, not recomputed
+    data["alignment"]["models"].remove("tiny-bert")
+    removed = copy / "config_without_tiny_bert.yaml"
+    removed.write_text(yaml.safe_dump(data, sort_keys=False))
+    pairs = copy / "results" / "alignment" / "docs" / "mean"
+    kept = {p.name: p.read_bytes() for p in pairs.glob("*.nc")}
+    snakemake(copy, removed)
+    assert "alignment minilm (mean): pairs 1, already computed 1, to compute 0" in logs[0].read_text()
+    assert {p.name: p.read_bytes() for p in pairs.glob("*.nc")} == kept and len(kept) == 3
+    assert set(pd.read_csv(tables[0])[["model_a", "model_b"]].itertuples(index=False, name=None)) == {
+        ("minilm", "tiny-neox")}
 
 
 def test_job_threads_schedule_nothing(workflow_run):

@@ -25,7 +25,7 @@ class StoreLayers:
         if pooling not in group:
             raise KeyError(f"{store_path}: no pooling {pooling!r}")
         self.path, self.array, self.clip_quantile, self.prh = store_path, group[pooling], clip_quantile, prh
-        self.where_pooling = pooling
+        self.pooling = pooling
         self.where = f"model {group.attrs.get('model', str(store_path))!r}, pooling {pooling!r}"
         self.threshold = prh_threshold(store.pooling_array(store_path, pooling), clip_quantile) if prh else None
 
@@ -39,7 +39,7 @@ class StoreLayers:
         import zarr
 
         self.__dict__.update(state)
-        self.array = zarr.open_group(str(self.path), mode="r")[self.where_pooling]
+        self.array = zarr.open_group(str(self.path), mode="r")[self.pooling]
 
     def __getitem__(self, layer: int) -> np.ndarray:
         from repbench import store
@@ -296,11 +296,11 @@ def alignment(job) -> None:
     options, pooling = job.params.options, job.wildcards.pooling
     spaces = registry.spaces_read(options["metrics"])
 
+    own = ModelInputs(job.wildcards.model, job.input.activations, {s: job.input[s] for s in spaces})
     def named(key) -> list[str]:
         value = job.input.get(key, [])
         return [value] if isinstance(value, str) else list(value)
 
-    own = ModelInputs(job.wildcards.model, job.input.activations, {s: job.input[s] for s in spaces})
     earlier_graphs = {space: named(f"earlier_{space}") for space in spaces}
     earlier = [ModelInputs(name, acts, {s: earlier_graphs[s][n] for s in spaces})
                for n, (name, acts) in enumerate(zip(job.params.earlier, named("earlier_activations"), strict=True))]
