@@ -205,17 +205,21 @@ def load_side(inputs: ModelInputs, pooling: str, options: dict) -> PreparedSide:
     return prepare_side(inputs.activations, graphs, pooling, options)
 
 
-def pair_key(a: ModelInputs, b: ModelInputs, pooling: str, options: dict) -> str:
-    """What decides a pair file: both stores' and graph stores' recorded provenance, the pooling, the alignment
-    options and the repbench version. A pair file carrying the same key is reused, not recomputed."""
-    from repbench import __version__, store
+def provenance(side: ModelInputs) -> dict:
+    """What one side contributes to a pair's key: its store's ``config_hash`` and its graph stores' attributes."""
+    from repbench import store
+
+    return {"activations": store.activation_attrs(side.activations).get("config_hash"),
+            "graphs": {space: store.activation_attrs(path) for space, path in sorted(side.graphs.items())}}
+
+
+def pair_key(provenance_a: dict, provenance_b: dict, pooling: str, options: dict) -> str:
+    """What decides a pair file: both sides' :func:`provenance`, the pooling, the alignment options and the
+    repbench version. A pair file carrying the same key is reused, not recomputed."""
+    from repbench import __version__
     from repbench.config import fingerprint
 
-    def provenance(side: ModelInputs) -> dict:
-        return {"activations": store.activation_attrs(side.activations).get("config_hash"),
-                "graphs": {space: store.activation_attrs(path) for space, path in sorted(side.graphs.items())}}
-
-    return fingerprint({"a": provenance(a), "b": provenance(b), "pooling": pooling, "options": options,
+    return fingerprint({"a": provenance_a, "b": provenance_b, "pooling": pooling, "options": options,
                         "repbench": __version__})
 
 
@@ -271,9 +275,11 @@ def alignment_block(own: ModelInputs, earlier: list[ModelInputs], pooling: str, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, todo = [], []
+    own_provenance = provenance(own)  # read once, not once per pair
     for other in earlier:
         a, b = sorted((own, other), key=lambda side: side.model)
-        path, key = out_dir / f"{a.model}__{b.model}.nc", pair_key(a, b, pooling, options)
+        sides = {own.model: own_provenance, other.model: provenance(other)}
+        path, key = out_dir / f"{a.model}__{b.model}.nc", pair_key(sides[a.model], sides[b.model], pooling, options)
         rows.append({"model_a": a.model, "model_b": b.model, "file": path.name, "pair_key": key})
         if not is_current(path, key):
             todo.append((other, a is own, str(path), key))
