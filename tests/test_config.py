@@ -99,8 +99,8 @@ SEMANTIC = [
      lambda c: c.update(extract={"poolings": ["mean"]}, figures={"pooling": "last"}), "figures.pooling"),
     ("metric pooling not extracted",
      lambda c: c.update(extract={"poolings": ["mean"]}, metrics={"poolings": ["first"]}), "metrics.poolings.0"),
-    ("alignment k above kmax", lambda c: c.update(neighbors={"kmax": 8}, alignment={"k": 9},
-                                                  metrics={"families": ["geometry"]}), "alignment.k"),
+    ("alignment k above kmax", lambda c: c["models"].update(m2=dict(c["models"]["m"])) or c.update(
+        neighbors={"kmax": 8}, alignment={"k": 9}, metrics={"families": ["geometry"]}), "alignment.k"),
     ("local ID k above kmax", lambda c: c.update(neighbors={"kmax": 8}, metrics={"intrinsic_dim": {
         "local_k": 16, "gride_max_scale": 2, "mle_k": 5}}, figures={"intrinsic_dim": {"gride_n1": 1}}),
      "metrics.intrinsic_dim.local_k"),
@@ -153,6 +153,14 @@ def test_duplicate_yaml_keys_are_refused(tmp_path):
     path.write_text("models:\n  a: {source: hf, id: x}\n  a: {source: hf, id: y}\ndatasets: {d: {source: builtin}}\n")
     with pytest.raises(ConfigError, match="'a' appears twice"):
         load_yaml(path)
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("datasets: {d: {source: builtin}}\nneighbors: {kmax: 4\n")
+    with pytest.raises(ConfigError, match=r"(?s)c\.yaml: not valid YAML: .*line 2") as err:
+        load_yaml(path)
+    assert "expected ',' or '}'" in str(err.value)
 
 
 def test_valid_config_round_trips_through_yaml(tmp_path):
@@ -316,6 +324,13 @@ def test_random_twin_errors_name_the_key(what, mutate, key):
     with pytest.raises(ConfigError) as err:
         check(config)
     assert f"`{key}`" in str(err.value), str(err.value)
+
+
+def test_alignment_k_is_checked_only_where_models_pair():
+    """One model makes no pair: alignment.k does not constrain kmax (a config of one's own with a small graph)."""
+    config = base()
+    config.update(neighbors={"kmax": 8}, metrics={"families": ["geometry"]})
+    check(config)  # the default alignment.k (10) exceeds kmax, but nothing pairs
 
 
 def test_label_family_options_are_checked_only_where_labels_are():
