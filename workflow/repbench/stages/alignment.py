@@ -256,6 +256,12 @@ def compute_pair(other: ModelInputs, own: PreparedSide, own_is_a: bool, pooling:
     ds.to_netcdf(tmp, engine="scipy")
     store.publish(tmp, path)
     print(f"alignment: {path.name} in {time.perf_counter() - start:.1f} s", flush=True)
+    for name in sorted(ds.data_vars):
+        values = ds[name].values
+        if values.size and np.isnan(values).all():  # a metric undefined on every layer pair: say so, not only NaN
+            print(f"alignment: {path.name}: {name} is undefined (NaN) on every layer pair"
+                  + (" — CCA is degenerate where a layer is at least as wide as the samples are many; use more "
+                     "samples than the widest layer" if name == "pwcca" else ""), flush=True)
     return path.name
 
 
@@ -303,13 +309,9 @@ def alignment(job) -> None:
     spaces = registry.spaces_read(options["metrics"])
 
     own = ModelInputs(job.wildcards.model, job.input.activations, {s: job.input[s] for s in spaces})
-    def named(key) -> list[str]:
-        value = job.input.get(key, [])
-        return [value] if isinstance(value, str) else list(value)
-
-    earlier_graphs = {space: named(f"earlier_{space}") for space in spaces}
-    earlier = [ModelInputs(name, acts, {s: earlier_graphs[s][n] for s in spaces})
-               for n, (name, acts) in enumerate(zip(job.params.earlier, named("earlier_activations"), strict=True))]
+    # the earlier models' paths come as params: the job's inputs list those of its run, a `pair_inputs` marker the rest
+    earlier = [ModelInputs(e["model"], e["activations"], {s: e["graphs"][s] for s in spaces})
+               for e in job.params.earlier]
     out = Path(job.output[0])
     cluster = job.config["dask"]  # how the pairs run, not what they are: not a param (changing it reruns nothing)
     rows = alignment_block(own, earlier, pooling, options, out.parent, threads=job.threads,
