@@ -11,15 +11,16 @@ wall time and peak resident memory (``getrusage`` ``ru_maxrss``), which is print
 script exits with status 1 if any job's peak exceeds its request or 4 GB.
 
 GEMM floor: the exact graph's search is an N²·D float32 product per layer (symmetric tiles: each unordered pair of
-S-row blocks once, N²·D FLOP instead of 2·N²·D). The run first times this machine's float32 GEMM on the shape the
-neighbors job multiplies (S × D by D × S tiles, one single-threaded product per core at the same time, as the job's
-workers do) and a multi-threaded torch and numpy product of (4096 × D)·(D × 4096); the best of the three is the
-GEMM rate. Each neighbors job's efficiency = (layers · N²·D FLOP / job wall time) ÷ GEMM rate, so the job's reading,
+S-row blocks once, N²·D FLOP instead of 2·N²·D). Just before each neighbors job the run times this machine's
+float32 GEMM on the shape the job multiplies (S × D by D × S tiles, one single-threaded product per core at the
+same time, as the job's workers do) and a multi-threaded torch and numpy product of (4096 × D)·(D × 4096); the best
+of the three is that job's GEMM rate (timed per job, with the load average printed, so a change of load between
+jobs does not skew the fraction). Each neighbors job's efficiency = (layers · N²·D FLOP / job wall time) ÷ GEMM rate, so the job's reading,
 float64 re-ranking and candidate merging all count against it.
 
 Usage: python benchmarks/alignment_scale.py [--n 50000,100000] [--d 768] [--layers 4] [--kmax 64] [--spaces cosine,euclidean]
-Last line: ``alignment_scale: d=<int> layers=<int> kmax=<int> gemm_gflops=<float>`` then, per N, ``n<N>_neighbors_s=
-n<N>_neighbors_peak_mb= n<N>_neighbors_mem_mb= n<N>_neighbors_gemm_fraction= n<N>_intrinsic_dim_s= …_peak_mb= …_mem_mb=
+Last line: ``alignment_scale: d=<int> layers=<int> kmax=<int>`` then, per N, ``n<N>_neighbors_s=
+n<N>_neighbors_peak_mb= n<N>_neighbors_mem_mb= n<N>_neighbors_gemm_gflops= n<N>_neighbors_gemm_fraction= n<N>_intrinsic_dim_s= …_peak_mb= …_mem_mb=
 n<N>_alignment_s= …_peak_mb= …_mem_mb=`` (neighbors, intrinsic_dim: the largest over the models' and spaces' jobs),
 then ``ok=<0|1>`` (1: every peak within its request and under 4 GB).
 """
@@ -213,7 +214,19 @@ def tile_side(n: int, threads: int) -> int:
     return nb._tile_side_from_budget(n, budget - nb._tile_bytes(torch.device("cpu"), budget))
 
 
-def run_size(n: int, args, spaces: list[str], gemm: float) -> dict:
+def gemm_rate(d: int, side: int, threads: int, label: str) -> float:
+    """The best of :func:`gemm_rates`, timed now (just before the job it is the floor of: a rate timed once at the
+    start would mislead as soon as the machine's load changes), printed with the load average."""
+    rates = gemm_rates(d, side, threads, seconds=2.0)
+    best = max(rates.values())
+    print(f"  GEMM float32 before {label}: {rates['tiles'] / 1e9:.1f} GFLOP/s ({threads} single-threaded "
+          f"{side}×{d}·{d}×{side} tiles at once, as the neighbors job), {rates['torch'] / 1e9:.1f} (torch, {threads} "
+          f"threads, 4096×{d}·{d}×4096), {rates['numpy'] / 1e9:.1f} (numpy); used {best / 1e9:.1f}; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    return best
+
+
+def run_size(n: int, args, spaces: list[str], side: int) -> dict:
     """Every job at one N: {job: {"seconds", "peak_mb", "mem_mb"}} of the largest job of each kind."""
     import torch
 
@@ -222,12 +235,13 @@ def run_size(n: int, args, spaces: list[str], gemm: float) -> dict:
     flops = args.layers * float(n) * n * args.d  # the symmetric search's N²·D per layer
     out: dict = {}
 
-    def report(job, label, result):
+    def report(job, label, result, gemm=None):
         result["mem_mb"] = need[job]
         over = result.get("failed", False) or result["peak_mb"] > need[job] or result["peak_mb"] >= LIMIT_MB
         result["over"] = over
         extra = ""
         if job == "neighbors":
+            result["gemm_gflops"] = gemm / 1e9
             result["gemm_fraction"] = flops / result["seconds"] / gemm
             extra = (f", {flops / result['seconds'] / 1e9:.1f} GFLOP/s of N²·D = {result['gemm_fraction']:.2f} of "
                      f"the GEMM rate")
@@ -253,9 +267,10 @@ def run_size(n: int, args, spaces: list[str], gemm: float) -> dict:
         order += [(space, m) for m in range(2) for space in spaces if (space, m) not in order and
                   (space != "euclidean" or m < args.euclidean_models)]
         for space, m in order:
+            gemm = gemm_rate(args.d, side, threads, f"the neighbors job of model{m}, {space}")
             report("neighbors", f"model{m}, {space}",
                    run_child("neighbors", {"store": stores[m], "out": graphs[space][m], "kmax": args.kmax,
-                                           "space": space}))
+                                           "space": space}), gemm)
             if space == "euclidean":
                 report("intrinsic_dim", f"model{m}",
                        run_child("intrinsic_dim", {"store": stores[m], "graph": graphs["euclidean"][m],
@@ -316,13 +331,7 @@ def main() -> None:
           f"kmax={args.kmax} spaces={spaces} "
           f"alignment overrides={args.alignment or 'none'}", flush=True)
     side = tile_side(max(sizes), threads)
-    rates = gemm_rates(args.d, side, threads)
-    gemm = max(rates.values())
-    print(f"GEMM float32: {rates['tiles'] / 1e9:.1f} GFLOP/s ({threads} single-threaded {side}×{args.d}·{args.d}×{side} "
-          f"tiles at once, as the neighbors job), {rates['torch'] / 1e9:.1f} (torch, {threads} threads, "
-          f"4096×{args.d}·{args.d}×4096), {rates['numpy'] / 1e9:.1f} (numpy); rate used: {gemm / 1e9:.1f} GFLOP/s",
-          flush=True)
-    results = {n: run_size(n, args, spaces, gemm) for n in sorted(sizes, reverse=True)}  # the largest first
+    results = {n: run_size(n, args, spaces, side) for n in sorted(sizes, reverse=True)}  # the largest first
     results = {n: results[n] for n in sorted(sizes)}
     base = min(sizes)
     for n in sorted(sizes)[1:]:
@@ -332,13 +341,14 @@ def main() -> None:
                   f"{b['seconds'] / a['seconds']:.2f}×, peak RSS {b['peak_mb'] / a['peak_mb']:.2f}×, "
                   f"mem_mb {b['mem_mb'] / a['mem_mb']:.2f}×")
     ok = not any(r["over"] for by_job in results.values() for r in by_job.values())
-    fields = [f"d={args.d} layers={args.layers} kmax={args.kmax} gemm_gflops={gemm / 1e9:.1f}"]
+    fields = [f"d={args.d} layers={args.layers} kmax={args.kmax}"]
     for n, by_job in results.items():
         for job, r in by_job.items():
             fields.append(f"n{n}_{job}_s={r['seconds']:.1f} n{n}_{job}_peak_mb={r['peak_mb']:.0f} "
                           f"n{n}_{job}_mem_mb={r['mem_mb']}")
             if job == "neighbors":
-                fields.append(f"n{n}_neighbors_gemm_fraction={r['gemm_fraction']:.3f}")
+                fields.append(f"n{n}_neighbors_gemm_gflops={r['gemm_gflops']:.1f} "
+                              f"n{n}_neighbors_gemm_fraction={r['gemm_fraction']:.3f}")
     print(f"alignment_scale: {' '.join(fields)} ok={int(ok)}")
     if not ok:
         sys.exit(1)

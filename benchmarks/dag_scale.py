@@ -14,8 +14,11 @@ groups bundled by ``--group-components``).
 ``--profile`` additionally runs the 100-model dry run under cProfile in this process and prints the 25 functions
 with the most cumulative time whose code lives in this repository (input, params and resource functions).
 
+Also measured: Snakemake's start-up floor on this machine (the dry run of a one-rule workflow), so a reader can
+tell the workflow's own share (dry_run_s − startup_floor_s) from the machine's.
+
 Usage: python benchmarks/dag_scale.py [--models 100] [--datasets 2] [--profile] [--keep DIR]
-Last line: ``dag: jobs=<int> dry_run_s=<float>``.
+Last line: ``dag: jobs=<int> dry_run_s=<float> startup_floor_s=<float>``.
 """
 
 from __future__ import annotations
@@ -79,6 +82,18 @@ def dry_run(config: dict, workdir: Path, *extra: str) -> tuple[int, float]:
     return job_total(proc.stdout + proc.stderr), seconds
 
 
+def startup_floor(workdir: Path) -> float:
+    """Wall time of Snakemake's own start-up on this machine: the dry run of a one-rule workflow (interpreter,
+    Snakemake's imports, its executor plugins' import-time probes)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "Snakefile").write_text('rule a:\n    output: "a"\n    shell: "touch {output}"\n')
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(workdir / "Snakefile"), "--directory", str(workdir), "-n",
+           "--quiet", "rules", "--cores", "2"]
+    start = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start
+
+
 def profile_dry_run(config: dict, workdir: Path) -> None:
     """cProfile of the dry run in this process; the slowest functions defined in this repository."""
     import cProfile
@@ -118,6 +133,12 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work in this directory (kept) instead of a temporary one")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="dag_scale."))
+    floor_s = startup_floor(base / "floor")
+    print(f"Snakemake start-up on this machine (one-rule workflow, dry run): {floor_s:.2f} s")
+    if floor_s > 4:
+        print("  (slow start-up: an installed executor plugin probes at import time; e.g. the Slurm plugin asks "
+              "`scontrol show config`, which waits seconds when a Slurm client is installed but no controller "
+              "answers)")
     small_jobs, small_s = dry_run(study_config(10, args.datasets), base / "small")
     print(f"baseline 10 models: jobs={small_jobs} dry_run_s={small_s:.2f}")
     config = study_config(args.models, args.datasets)
@@ -130,7 +151,7 @@ def main() -> None:
     print(f"{args.models} models × {args.datasets} datasets: {jobs} jobs, {per_job_ms:.2f} ms per job "
           f"(10 models: {1000 * small_s / small_jobs:.2f} ms per job); goal ≤ {GOAL_S:.0f} s: "
           f"{'met' if seconds <= GOAL_S else 'MISSED'}")
-    print(f"dag: jobs={jobs} dry_run_s={seconds:.2f}")
+    print(f"dag: jobs={jobs} dry_run_s={seconds:.2f} startup_floor_s={floor_s:.2f}")
 
 
 if __name__ == "__main__":
