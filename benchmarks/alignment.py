@@ -22,7 +22,8 @@ naive/cached is what caching the graph gains; cached/repbench is what the O(N·k
 ``--pair-job``: one alignment job as the workflow runs it — every registered pair metric of ONE model pair at
 N = 10 000, D = 768, 13 × 13 layers (``--quick``: N = 600, D = 64, 4 layers), graphs precomputed (timed
 separately, as the neighbors jobs do it), with the calibration the stage does: P = 99 permutations for the graph
-metrics and the closed-form null for cka/rv; the other dense metrics get no permutations here (each would be a
+metrics (on ``--workers`` threads, default: the CPUs this process may use, as a one-pair job with that many
+threads runs them) and the closed-form null for cka/rv; the other dense metrics get no permutations here (each would be a
 full pass over both models' features, second_order_cos included; their cost per permutation is about the
 "metrics" time). Goals: ≤ 5 min, closed-form nulls ≤ 10 % of the job.
 
@@ -32,7 +33,7 @@ the kernel metrics take the dense group's cross products, Jaccard and rank simil
 graphs between runs (they take ~6 min at N = 10 000 and are not part of the job).
 
 Usage: python benchmarks/alignment.py [--quick] [--naive-budget-s 900]
-       | --pair-job [--quick] [--n N] [--permutations P] [--breakdown] [--graph-cache DIR]
+       | --pair-job [--quick] [--n N] [--permutations P] [--workers W] [--breakdown] [--graph-cache DIR]
 Last line: ``alignment: repbench_s=<f> naive_s=<f> ratio=<f> cached_s=<f> cached_ratio=<f> max_abs_diff=<f>``,
 or with ``--pair-job``: ``alignment_pair: metrics_s=<f> graph_null_s=<f> closed_null_s=<f> total_s=<f>
 closed_null_share=<f>``.
@@ -173,6 +174,8 @@ def main(argv=None):
     parser.add_argument("--permutations", type=int, default=99, help="--pair-job: graph-metric permutations")
     parser.add_argument("--breakdown", action="store_true",
                         help="--pair-job: also time each metric group alone (not part of the totals)")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="--pair-job: threads of the graph-metric null (as a one-pair job gets its threads)")
     parser.add_argument("--graph-cache", default=None,
                         help="--pair-job: folder keeping the precomputed graphs between runs (same N, D, L, seed)")
     args = parser.parse_args(argv)
@@ -290,7 +293,7 @@ def pair_job(args):
     matrices_s = time.perf_counter() - start
     graph_metrics = [m for m in metrics if m not in registry.dense(metrics)]  # null: O(N·k) per layer pair
     start = time.perf_counter()
-    calibration(prepared, mats, options | {"null_metrics": graph_metrics})
+    calibration(prepared, mats, options | {"null_metrics": graph_metrics}, workers=args.workers)
     graph_null_s = time.perf_counter() - start
     start = time.perf_counter()
     closed = calibration(prepared, mats, options | {"null_metrics": ["cka", "rv"]})
@@ -298,7 +301,7 @@ def pair_job(args):
     total = prepare_s + matrices_s + graph_null_s + closed_null_s
     print(f"prepare (per-layer work, both models) {prepare_s:.1f} s; layer × layer matrices of {len(metrics)} "
           f"metrics {matrices_s:.1f} s; null of {len(graph_metrics)} graph metrics (P={args.permutations}) "
-          f"{graph_null_s:.1f} s; "
+          f"{graph_null_s:.1f} s on {args.workers} threads; "
           f"closed-form cka/rv null {closed_null_s:.2f} s ({closed['cka']['method']})")
     for name in metrics:
         summary = al.summarize(mats[name], lower_is_more_similar=registry.METRICS[name].lower_is_more_similar)

@@ -65,9 +65,9 @@ def counted(monkeypatch) -> list[str]:
     """Record which pairs ``compute_pair`` is asked for."""
     calls, original = [], stage.compute_pair
 
-    def spy(other, own, own_is_a, pooling, options, path, key):
+    def spy(other, own, own_is_a, pooling, options, path, key, workers=1):
         calls.append(path.rsplit("/", 1)[-1])
-        return original(other, own, own_is_a, pooling, options, path, key)
+        return original(other, own, own_is_a, pooling, options, path, key, workers)
 
     monkeypatch.setattr(stage, "compute_pair", spy)
     return calls
@@ -94,11 +94,11 @@ def test_a_killed_block_resumes_at_the_missing_pairs_and_new_options_recompute(m
     zeta, alpha, mid = models
     real, started = stage.pair_dataset, []
 
-    def dies_on_the_second_pair(side_a, side_b, pooling, opts):
+    def dies_on_the_second_pair(side_a, side_b, pooling, opts, workers=1):
         started.append(1)
         if len(started) == 2:
             raise KeyboardInterrupt  # the job is killed while computing its second pair
-        return real(side_a, side_b, pooling, opts)
+        return real(side_a, side_b, pooling, opts, workers)
 
     monkeypatch.setattr(stage, "pair_dataset", dies_on_the_second_pair)
     with pytest.raises(KeyboardInterrupt):
@@ -132,8 +132,8 @@ def test_a_metric_undefined_on_every_layer_pair_is_reported_in_the_log(models, o
     zeta, alpha, _ = models
     real = stage.pair_dataset
 
-    def with_undefined_pwcca(side_a, side_b, pooling, opts):
-        ds = real(side_a, side_b, pooling, opts)
+    def with_undefined_pwcca(side_a, side_b, pooling, opts, workers=1):
+        ds = real(side_a, side_b, pooling, opts, workers)
         ds["pwcca"] = xr.full_like(ds["cka"], np.nan)
         return ds
 

@@ -53,6 +53,43 @@ def test_popcount_without_numpy_bitwise_count(monkeypatch):
     np.testing.assert_array_equal(al_knn._popcount(masks), expected)
 
 
+# ------------------------------------------------------------------------------ kNN terms on the rows that share
+
+
+def graph_with_overlap(rng, graph, keep):
+    """A k-NN-like graph (distinct entries ≠ i per row) keeping a fraction ``keep`` of ``graph``'s entries."""
+    n, k = graph.shape
+    out = np.empty_like(graph)
+    for i, row in enumerate(graph):
+        kept = row[rng.random(k) < keep]
+        pool = np.setdiff1d(np.arange(n), np.concatenate([kept, [i]]))
+        out[i] = rng.permutation(np.concatenate([kept, rng.choice(pool, k - len(kept), replace=False)]))
+    return out
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.02, 0.3, 0.9])
+@pytest.mark.parametrize("dense_table", [True, False])
+def test_row_terms_on_sharing_rows_equal_the_terms_of_every_row_bitwise(keep, dense_table):
+    """Under a permutation null few samples share a neighbour; the kNN terms are computed on those rows only and
+    must equal the terms of the whole positions array (both look-up forms, every overlap regime)."""
+    rng = np.random.default_rng(int(keep * 100) + dense_table)
+    n, k = 400, 7
+    graph_a = graph_with_overlap(rng, np.zeros((n, k), dtype=np.int64), 0.0)
+    graph_b = graph_with_overlap(rng, graph_a, keep)
+    lookup = al_knn._SlotLookup.from_graph(graph_b, max_dense_bytes=None if dense_table else 0)
+    assert (lookup.table is not None) == dense_table
+    relations = al_knn._relations(graph_a, lookup, al_knn._EdgeKeys.of(graph_a))
+    expected_positions = np.array([[list(graph_b[i]).index(j) if j in graph_b[i] else -1 for j in graph_a[i]]
+                                   for i in range(n)])
+    np.testing.assert_array_equal(relations.positions, expected_positions)
+    np.testing.assert_array_equal(relations.reciprocal, [[i in graph_b[j] for j in graph_a[i]] for i in range(n)])
+    np.testing.assert_array_equal(relations.common, (expected_positions >= 0).sum(axis=1))
+    for terms in (al_knn._lcs_lengths, nb._jaccard_terms, nb._rank_sim_terms):
+        np.testing.assert_array_equal(relations.row_terms(terms), terms(expected_positions))
+    if keep == 0.02:
+        assert 0 < len(relations.hit_rows) < n / 2  # the gathered-rows branch ran
+
+
 # ------------------------------------------------------------------------------ one product, two metrics
 
 

@@ -88,13 +88,13 @@ def pair_result(acts_a, acts_b, graphs_a, graphs_b, pooling: str, options: dict)
                         prepare_side(acts_b, graphs_b, pooling, options), pooling, options)
 
 
-def pair_dataset(side_a: PreparedSide, side_b: PreparedSide, pooling: str, options: dict):
+def pair_dataset(side_a: PreparedSide, side_b: PreparedSide, pooling: str, options: dict, workers: int = 1):
     """All alignment metrics of one model pair as an ``xarray.Dataset`` of (layer_a, layer_b) matrices.
 
     Attributes carry k, N, the preprocessing, each metric's summaries (best value and its (layer_a, layer_b),
     last, matched depth), the calibration of ``null_metrics`` (null mean/std, z, τ, p-value, calibrated score per
     summary; permutation counts per metric) and bootstrap intervals of the kNN metrics' per-sample terms at the
-    best layer pair.
+    best layer pair. ``workers``: threads for the kNN metrics' permutation null (see :func:`calibration`).
     """
     import xarray as xr
 
@@ -134,7 +134,7 @@ def pair_dataset(side_a: PreparedSide, side_b: PreparedSide, pooling: str, optio
             terms = getattr(al, per_sample)(side_a.graphs["cosine"][i], side_b.graphs["cosine"][j], k)
             low, high = al.bootstrap_ci(terms, options["bootstrap"], options["seed"])
             ds.attrs.update({f"{m}_max_ci_low": low, f"{m}_max_ci_high": high})
-    for m, by_summary in calibration(prepared, mats, options).items():
+    for m, by_summary in calibration(prepared, mats, options, workers).items():
         ds.attrs[f"{m}_null_permutations"] = by_summary.pop("n_permutations")
         ds.attrs[f"{m}_null_method"] = by_summary.pop("method")
         for summary, stats in by_summary.items():
@@ -147,14 +147,15 @@ CLOSED_FORM_NULL = ("cka", "rv")  # linear CKA = the RV coefficient: exact permu
 PEARSON3_MAX_SAMPLES = 4096  # the closed form's skewness costs O(N²·m) per layer: normal tail above this N
 
 
-def calibration(prepared, mats: dict, options: dict) -> dict:
+def calibration(prepared, mats: dict, options: dict, workers: int = 1) -> dict:
     """{metric: {summary: statistics, "n_permutations": P, "method": how}} for the metrics of ``null_metrics``.
 
     ``cka`` and ``rv``: the closed-form permutation null of the RV coefficient per layer pair (exact moments,
     Pearson type III tail up to ``PEARSON3_MAX_SAMPLES`` samples, normal above), no permutation pass; the best
     layer pair gets a Bonferroni-bounded p and calibrated score, ``last`` is exact, ``matched_depth`` has no
     closed form (NaN). Other dense metrics: ``null_permutations_dense`` permutations of B's samples (each a full
-    pass over both models' features). Graph metrics: ``null_permutations`` (cheap: the graphs are relabelled).
+    pass over both models' features). Graph metrics: ``null_permutations`` (cheap: the graphs are relabelled),
+    on ``workers`` threads (the dense metrics' permutations run one at a time: their products use every core).
     """
     from repbench import registry
     from repbench.metrics import alignment as al
@@ -175,13 +176,15 @@ def calibration(prepared, mats: dict, options: dict) -> dict:
                       "matched_depth": nan, "n_permutations": 0, "method": method}
     rest = [m for m in chosen if m not in CLOSED_FORM_NULL]
     dense = set(registry.dense(rest))
-    for metrics, permutations in (([m for m in rest if m not in dense], options["null_permutations"]),
-                                  ([m for m in rest if m in dense], options["null_permutations_dense"])):
+    for metrics, permutations, threads in (
+            ([m for m in rest if m not in dense], options["null_permutations"], workers),
+            ([m for m in rest if m in dense], options["null_permutations_dense"], 1)):
         if not metrics or not permutations:
             continue
         null = al.null_calibration_prepared(*prepared, metrics, permutations, options["seed"],
                                             observed={m: mats[m] for m in metrics}, alpha=alpha,
-                                            lower_is_more_similar=registry.lower_is_more_similar(metrics))
+                                            lower_is_more_similar=registry.lower_is_more_similar(metrics),
+                                            workers=threads)
         for m in metrics:
             out[m] = {**null[m], "n_permutations": permutations, "method": "permutation"}
     return out
@@ -237,9 +240,10 @@ def is_current(path: Path, key: str) -> bool:
 
 
 def compute_pair(other: ModelInputs, own: PreparedSide, own_is_a: bool, pooling: str, options: dict, path: str,
-                 key: str) -> str:
+                 key: str, workers: int = 1) -> str:
     """One pair of a block: prepare ``other``, compute every metric against the already prepared ``own`` (as side A
-    when ``own_is_a``), write ``path`` atomically (a finished pair survives a killed job). Returns the file name."""
+    when ``own_is_a``), write ``path`` atomically (a finished pair survives a killed job). Returns the file name.
+    ``workers``: threads of the pair's kNN permutation null."""
     import os
     import tempfile
     import time
@@ -248,7 +252,7 @@ def compute_pair(other: ModelInputs, own: PreparedSide, own_is_a: bool, pooling:
 
     start = time.perf_counter()
     side = load_side(other, pooling, options)
-    ds = pair_dataset(own, side, pooling, options) if own_is_a else pair_dataset(side, own, pooling, options)
+    ds = pair_dataset(*((own, side) if own_is_a else (side, own)), pooling, options, workers)
     ds.attrs["pair_key"] = key
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
@@ -293,7 +297,9 @@ def alignment_block(own: ModelInputs, earlier: list[ModelInputs], pooling: str, 
           f"to compute {len(todo)}", flush=True)
     if todo:
         prepared = dask.delayed(load_side, pure=False)(own, pooling, options)  # once, shared by every pair
-        tasks = [dask.delayed(compute_pair, pure=False)(other, prepared, own_is_a, pooling, options, path, key)
+        workers = max(1, threads // len(todo))  # fewer pairs than threads: the rest serve each pair's null
+        tasks = [dask.delayed(compute_pair, pure=False)(other, prepared, own_is_a, pooling, options, path, key,
+                                                        workers)
                  for other, own_is_a, path, key in todo]
         with parallel.scheduler(threads, scheduler_address, timeout_s):
             dask.compute(*tasks)

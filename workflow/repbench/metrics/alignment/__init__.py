@@ -67,6 +67,7 @@ from .knn import (
     _lcs_lengths,
     _prefix,
     _relations,
+    _EdgeKeys,
     _SlotLookup,
     cycle_knn,
     cycle_knn_per_sample,
@@ -130,6 +131,11 @@ class PreparedLayer:
             svcca=None if self.svcca is None else self.svcca.permuted(perm),
         )
 
+    @functools.cached_property
+    def edge_keys(self) -> _EdgeKeys:
+        """The graph's edges as look-up keys, computed on first use and kept (a permuted copy has its own)."""
+        return _EdgeKeys.of(self.graph)
+
     @property
     def n_samples(self) -> int:
         if self.graph is not None:
@@ -156,10 +162,19 @@ class PreparedModel:
         return self.n_layers
 
     def for_metrics(self, metrics) -> PreparedModel:
-        """The same model keeping only the group states that ``pair_matrices_prepared(…, metrics)`` reads (so a
-        permutation null does not relabel, e.g., Euclidean graphs that none of its metrics uses)."""
-        used = set(_group_metrics(_validated_metrics(metrics)))
-        return replace(self, groups={name: state for name, state in self.groups.items() if name in used})
+        """The same model keeping only the per-layer and group states that ``pair_matrices_prepared(…, metrics)``
+        reads (so a permutation null does not permute, e.g., CKNNA's kernel values or Euclidean graphs that none
+        of its metrics uses)."""
+        metrics = _validated_metrics(metrics)
+        used = set(_group_metrics(metrics))
+        kernel, cknna, svcca = bool(_DENSE_PAIR_METRICS & set(metrics)), "cknna" in metrics, "svcca" in metrics
+        layers = [replace(layer, kernel=layer.kernel if kernel else None, cknna=layer.cknna if cknna else None,
+                          svcca=layer.svcca if svcca else None) for layer in self.layers]
+        for kept, layer in zip(layers, self.layers):  # the same graph: keep its look-up keys if already made
+            if "edge_keys" in layer.__dict__:
+                kept.__dict__["edge_keys"] = layer.__dict__["edge_keys"]
+        return replace(self, layers=layers, factors=self.factors if kernel else None,
+                       groups={name: state for name, state in self.groups.items() if name in used})
 
     def permuted(self, perm: np.ndarray, inverse: np.ndarray) -> PreparedModel:
         """Samples reordered (new sample i = old perm[i]) without recomputing anything per layer."""
@@ -337,13 +352,13 @@ def _group_metrics(metrics) -> dict[str, tuple[str, ...]]:
 
 
 def _graph_scores(a: PreparedLayer, b: PreparedLayer, lookup_b: _SlotLookup, metrics) -> dict[str, float]:
-    relations = _relations(a.graph, lookup_b)
-    k = a.graph.shape[1]
+    relations = _relations(a.graph, lookup_b, a.edge_keys)
+    n, k = a.graph.shape
     scores = {}
     if "mutual_knn" in metrics:
-        scores["mutual_knn"] = float(np.count_nonzero(relations.positions >= 0) / relations.positions.size)
+        scores["mutual_knn"] = float(np.count_nonzero(relations.found) / (n * k))
     if "lcs_knn" in metrics:
-        scores["lcs_knn"] = float(_lcs_lengths(relations.positions).mean() / k)
+        scores["lcs_knn"] = float(relations.row_terms(_lcs_lengths).mean() / k)
     if "cycle_knn_ab" in metrics:
         scores["cycle_knn_ab"] = float(relations.cycle_ab().mean())
     if "cycle_knn_ba" in metrics:
@@ -351,9 +366,9 @@ def _graph_scores(a: PreparedLayer, b: PreparedLayer, lookup_b: _SlotLookup, met
     if "cknna" in metrics:
         scores["cknna"] = _cknna_from_prepared(a.cknna, b.cknna, relations.positions)
     if "jaccard_knn" in metrics:
-        scores["jaccard_knn"] = float(_jaccard_terms(relations.positions).mean())
+        scores["jaccard_knn"] = float(relations.row_terms(_jaccard_terms).mean())
     if "rank_sim" in metrics:
-        scores["rank_sim"] = float(_rank_sim_terms(relations.positions).mean())
+        scores["rank_sim"] = float(relations.row_terms(_rank_sim_terms).mean())
     return scores
 
 

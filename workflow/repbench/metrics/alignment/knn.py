@@ -14,6 +14,7 @@ Definitions: see docs/metrics.md (section "Alignment"). The slot look-up and the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -168,44 +169,100 @@ class _SlotLookup:
         order = np.argsort(keys, kind="stable")
         return cls(graph, keys=keys[order], key_slots=order % k)
 
+    def raw(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Slot + 1 of cols[...] in row rows[...] (broadcast arrays), 0 where absent, in the table's own dtype (no
+        conversion: the kNN pass counts and tests these values, most of them 0 under a permutation null)."""
+        return self.at_keys(np.asarray(rows, dtype=np.int64) * self.graph.shape[0] + cols)
+
+    def at_keys(self, keys: np.ndarray) -> np.ndarray:
+        """:meth:`raw` at edge keys i·N + j (any shape), e.g. those of an :class:`_EdgeKeys` kept across look-ups."""
+        if self.table is not None:  # flat take: ~2.5× numpy's two-index gather
+            return np.take(self.table.reshape(-1), keys)
+        where = np.minimum(np.searchsorted(self.keys, keys.ravel()), len(self.keys) - 1)
+        found = self.keys[where] == keys.ravel()
+        return np.where(found, self.key_slots[where] + 1, 0).reshape(keys.shape)
+
     def slots(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Slot of cols[...] in row rows[...] (broadcast arrays), −1 where absent; int64."""
-        if self.table is not None:  # flat take: ~2.5× numpy's two-index gather
-            n = self.table.shape[0]
-            return np.take(self.table.reshape(-1), np.asarray(rows, dtype=np.int64) * n + cols).astype(np.int64) - 1
-        n = self.graph.shape[0]
-        queries = (rows * n + cols).ravel()
-        where = np.minimum(np.searchsorted(self.keys, queries), len(self.keys) - 1)
-        found = self.keys[where] == queries
-        return np.where(found, self.key_slots[where], -1).reshape(np.broadcast(rows, cols).shape)
+        return self.raw(rows, cols).astype(np.int64) - 1
 
 
 @dataclass(frozen=True)
 class _Relations:
     """How A's k-NN lists sit in B's, for all samples at once (the basis of every kNN metric and CKNNA).
 
-    positions[i, t]  = slot of A[i, t] in B's list of i, or −1;
-    reciprocal[i, t] = i ∈ B's list of A[i, t] (the A-edge i→A[i, t] is, reversed, a B-edge).
+    found[i, t]   = 1 + slot of A[i, t] in B's list of i, 0 if absent (:meth:`_SlotLookup.raw`);
+    reverse[i, t] ≠ 0 ⟺ i ∈ B's list of A[i, t] (the A-edge i→A[i, t] is, reversed, a B-edge).
+    Derived on first use: positions = found − 1 (int64, −1 = absent), reciprocal = reverse ≠ 0, common (the
+    number of shared neighbours per sample) and hit_rows (the samples sharing at least one).
     """
 
     graph_a: np.ndarray
-    positions: np.ndarray
-    reciprocal: np.ndarray
+    found: np.ndarray
+    reverse: np.ndarray
+
+    @cached_property
+    def positions(self) -> np.ndarray:
+        return self.found.astype(np.int64) - 1
+
+    @property
+    def reciprocal(self) -> np.ndarray:
+        return self.reverse != 0
+
+    @cached_property
+    def common(self) -> np.ndarray:
+        """|Nₖᴬ(i) ∩ Nₖᴮ(i)| per sample: (N,) int64."""
+        return np.count_nonzero(self.found, axis=1)
+
+    @cached_property
+    def hit_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.common)
+
+    def row_terms(self, terms) -> np.ndarray:
+        """Per-sample terms of a metric that is 0 wherever the two lists share nothing (LCS, Jaccard, rank
+        similarity): ``terms(positions)`` evaluated on the samples sharing a neighbour only, 0 elsewhere, (N,)
+        float64, equal to ``terms`` of the whole ``positions`` row by row. Under a permutation null these are a
+        few samples (about k² of N), so the metric costs O(N·k) to find them and little more."""
+        n = self.found.shape[0]
+        rows = self.hit_rows
+        if 2 * len(rows) > n:  # most samples: the whole array (no gather and scatter of rows)
+            return terms(self.positions)
+        out = np.zeros(n)
+        if len(rows):
+            out[rows] = terms(self.found[rows].astype(np.int64) - 1)
+        return out
 
     def cycle_ab(self) -> np.ndarray:
         """cycle_knn(A, B) per sample: i hit ⟺ ∃ A-edge j→i with i→j a B-edge (so j ∈ Nₖᴮ(i), i ∈ Nₖᴬ(j))."""
         hit = np.zeros(self.graph_a.shape[0], dtype=bool)
-        hit[self.graph_a[self.reciprocal]] = True
+        hit[self.graph_a[self.reverse != 0]] = True
         return hit
 
     def cycle_ba(self) -> np.ndarray:
         """cycle_knn(B, A) per sample: i hit ⟺ ∃ j ∈ Nₖᴬ(i) with i ∈ Nₖᴮ(j)."""
-        return self.reciprocal.any(axis=1)
+        return self.reverse.any(axis=1)
 
 
-def _relations(graph_a: np.ndarray, lookup_b: _SlotLookup) -> _Relations:
-    """Two vectorised look-ups of A's N·k edges in B: forward (positions) and reversed (reciprocal). O(N·k)."""
+@dataclass(frozen=True)
+class _EdgeKeys:
+    """A graph's N·k edges as look-up keys: forward[i, t] = i·N + g[i, t] (is g[i, t] in the other graph's list of
+    i?), reverse[i, t] = g[i, t]·N + i (is i in the other graph's list of g[i, t]?). Kept per layer, they serve
+    every look-up of that layer's edges (each B layer, each permutation of B)."""
+
+    forward: np.ndarray
+    reverse: np.ndarray
+
+    @classmethod
+    def of(cls, graph: np.ndarray) -> _EdgeKeys:
+        n = graph.shape[0]
+        rows = np.arange(n, dtype=np.int64)[:, None]
+        return cls(rows * n + graph, graph * n + rows)
+
+
+def _relations(graph_a: np.ndarray, lookup_b: _SlotLookup, keys_a: _EdgeKeys | None = None) -> _Relations:
+    """Two vectorised look-ups of A's N·k edges in B: forward (found) and reversed (reverse). O(N·k).
+    ``keys_a``: A's :class:`_EdgeKeys`, when kept (else computed here)."""
     if graph_a.shape != lookup_b.graph.shape:
         raise ValueError(f"neighbour arrays differ in shape: {graph_a.shape} vs {lookup_b.graph.shape}")
-    rows = np.arange(graph_a.shape[0])[:, None]
-    return _Relations(graph_a, lookup_b.slots(rows, graph_a), lookup_b.slots(graph_a, rows) >= 0)
+    keys_a = keys_a or _EdgeKeys.of(graph_a)
+    return _Relations(graph_a, lookup_b.at_keys(keys_a.forward), lookup_b.at_keys(keys_a.reverse))

@@ -55,7 +55,8 @@ def _matched_depth(m: np.ndarray) -> float:
 
 def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, metrics, n_permutations: int,
                               seed: int = 0, observed: dict[str, np.ndarray] | None = None,
-                              lower_is_more_similar: frozenset = frozenset(), alpha: float = 0.05) -> dict:
+                              lower_is_more_similar: frozenset = frozenset(), alpha: float = 0.05,
+                              workers: int = 1) -> dict:
     """Permutation null for every summary of every metric, on models run through ``prepare_model`` (per-layer
     work done once); ``observed`` (the unpermuted matrices, if already computed) saves one pass.
 
@@ -74,7 +75,14 @@ def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, me
     Cost: P × ``pair_matrices_prepared`` (per-layer preparation is permuted, not recomputed). The dense
     metrics (CKA family, SVCCA) cost O(N·rₐ·r_b) per layer pair and permutation, i.e. P full passes over the
     features: prefer the kNN metrics or a small P for them.
+
+    ``workers`` > 1: the permutations run on that many threads (the kNN metrics' look-ups are single-threaded
+    numpy calls that release the GIL, bound by memory latency, so two cores do nearly twice the work; the
+    dense metrics' products are multi-threaded already: keep 1 for them). The permutations are drawn before
+    any runs, so the result does not depend on ``workers``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from . import _validated_metrics, pair_matrices_prepared
 
     if n_permutations < 1:
@@ -85,18 +93,22 @@ def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, me
         observed = pair_matrices_prepared(model_a, model_b, metrics)
     lower = {name: name in lower_is_more_similar for name in metrics}
     observed = {name: summarize(observed[name], lower[name]) for name in metrics}
-    n = model_b.layers[0].n_samples
+    n = model_b.n_samples
     rng = np.random.default_rng(seed)
-    null = {name: {s: np.empty(n_permutations) for s in SUMMARIES} for name in metrics}
-    for p in range(n_permutations):
-        perm = rng.permutation(n)
+    permutations = [rng.permutation(n) for _ in range(n_permutations)]
+
+    def null_summaries(perm: np.ndarray) -> dict:
         inverse = np.empty_like(perm)
         inverse[perm] = np.arange(n)
-        permuted_b = model_b.permuted(perm, inverse)
-        for name, mat in pair_matrices_prepared(model_a, permuted_b, metrics).items():
-            summary = summarize(mat, lower[name])
-            for s in SUMMARIES:
-                null[name][s][p] = summary[s]
+        mats = pair_matrices_prepared(model_a, model_b.permuted(perm, inverse), metrics)
+        return {name: summarize(mats[name], lower[name]) for name in metrics}
+
+    if workers > 1 and n_permutations > 1:
+        with ThreadPoolExecutor(min(workers, n_permutations)) as pool:
+            summaries = list(pool.map(null_summaries, permutations))
+    else:
+        summaries = [null_summaries(perm) for perm in permutations]
+    null = {name: {s: np.array([summary[name][s] for summary in summaries]) for s in SUMMARIES} for name in metrics}
     return {name: {s: calibrate(observed[name][s], null[name][s], alpha, lower[name]) for s in SUMMARIES}
             for name in metrics}
 
