@@ -338,3 +338,16 @@ def test_kernel_scores_from_the_dense_groups_cross_products_equal_their_own_pass
         np.testing.assert_allclose(together[name], alone[name], rtol=1e-12, atol=1e-14)
     for name in position:
         np.testing.assert_array_equal(together[name], apart[name])
+
+
+@pytest.mark.parametrize("decimals", [None, 2, 0])
+def test_average_ranks_equal_scipy_rankdata_value_for_value(decimals):
+    """The RSA ranks (unstable sort, ties averaged) against scipy's rankdata: distinct values, many ties, one run."""
+    from scipy.stats import rankdata
+
+    values = np.random.default_rng(6).normal(size=5000)
+    if decimals is not None:
+        values = np.round(values, decimals)
+    np.testing.assert_array_equal(dn.average_ranks(values), rankdata(values))
+    np.testing.assert_array_equal(dn.average_ranks(np.full(7, 0.5)), np.full(7, 4.0))
+    np.testing.assert_array_equal(dn.average_ranks(np.array([0.0, -0.0, 1.0])), [1.5, 1.5, 3.0])

@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.stats import rankdata
 
 from .kernels import LayerFactors, _check_same_samples, _singular_values, _svd, layer_groups
 
@@ -197,6 +196,20 @@ def _rdm_condensed(X: np.ndarray, rdm: str) -> np.ndarray:
     return 1.0 - (unit @ unit.T)[upper]
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1 … n of a 1-d float array, tied values sharing the average of their ranks: scipy's
+    ``rankdata(values)`` (method "average"), value for value. Tied values all get the same rank, so the order among
+    them is irrelevant and numpy's unstable (vectorised) sort serves: about a third of ``rankdata``'s time, which
+    sorts stably, on the two million sample pairs of a 2 000-sample RDM."""
+    order = np.argsort(values)
+    ordered = values[order]
+    edges = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1], [True]]))
+    starts, ends = edges[:-1], edges[1:]  # each run of equal values: sorted positions starts … ends − 1
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
 def _unit_centred(values: np.ndarray) -> np.ndarray:
     """(v − v̄)/‖v − v̄‖, so that Pearson(v, w) is a dot product; NaN when v is constant or undefined."""
     centred = values - values.mean()
@@ -209,7 +222,7 @@ def _rsa_vector(X: np.ndarray, rdm: str, compare: str) -> np.ndarray:
     if compare == "spearman":
         if np.isnan(distances).any():
             return np.full_like(distances, np.nan)
-        distances = rankdata(distances)  # average ranks for ties, as scipy.stats.spearmanr
+        distances = average_ranks(distances)  # average ranks for ties, as scipy.stats.spearmanr
     return _unit_centred(distances)
 
 
