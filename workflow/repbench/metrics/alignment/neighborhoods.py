@@ -439,7 +439,8 @@ def _count_block(screen: _Screen, plan: _RankPlan, u0: int, u1: int, products: t
     count = closer
     unsure = torch.nonzero(maybe > closer).flatten()
     if len(unsure):
-        count[unsure] += _settle(screen.points_t, screened, low, high, local, block_rows, entry_targets, unsure)
+        count[unsure] += _settle(screen.points_t, screened, low[unsure], high[unsure], local[unsure],
+                                 block_rows[local[unsure]], entry_targets[unsure])
     ranks[entries.numpy()] = 1 + count.numpy()
 
 
@@ -457,23 +458,28 @@ def _count_below(values: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor
     return torch.empty_like(per_sorted).scatter_(1, position, per_sorted)
 
 
-def _settle(points_t, screened, low, high, local, block_rows, entry_targets, unsure) -> torch.Tensor:
-    """For the entries ``unsure`` (positions in ``local``/``entry_targets``): how many of the screen's near-ties
-    (low ≤ g ≤ high, target excluded) precede the target in exact (distance, index) order. (U,) int64. The exact
-    distances (of the target and of the near-ties) are computed here, for these entries only."""
-    extra = torch.zeros(len(unsure), dtype=torch.int64)
-    step = max(1, _CHUNK_ELEMENTS // screened.shape[1])
-    for c0 in range(0, len(unsure), step):
-        part = unsure[c0:c0 + step]
-        query_rows, query_targets = block_rows[local[part]], entry_targets[part]
-        values = screened[local[part]]
-        band = (values >= low[part][:, None]) & (values <= high[part][:, None])
-        band[torch.arange(len(part)), query_targets] = False
+def _settle(points_t, values, low, high, value_rows, query_rows, query_targets, col0: int = 0) -> torch.Tensor:
+    """How many of the screen's near-ties (low ≤ g ≤ high, the target excluded) precede the target in exact
+    (distance, index) order, per query: (Q,) int64. Query s reads row ``value_rows[s]`` of ``values`` (screened
+    values of columns col0 … col0 + C − 1: a whole row, or a tile's part of it), is about row ``query_rows[s]``
+    and its target ``query_targets[s]`` with thresholds ``low[s]``, ``high[s]``. The exact distances (of the
+    target and of the near-ties) are computed here, for these queries only."""
+    extra = torch.zeros(len(value_rows), dtype=torch.int64)
+    step = max(1, _CHUNK_ELEMENTS // values.shape[1])
+    for c0 in range(0, len(value_rows), step):
+        part = slice(c0, c0 + step)
+        rows_, targets_ = query_rows[part], query_targets[part]
+        chunk = values[value_rows[part]]
+        band = (chunk >= low[part][:, None]) & (chunk <= high[part][:, None])
+        target_col = targets_ - col0
+        inside = torch.nonzero((target_col >= 0) & (target_col < values.shape[1])).flatten()
+        band[inside, target_col[inside]] = False
         s_idx, l_idx = torch.nonzero(band, as_tuple=True)
-        exact = _exact_distances_t(points_t[query_rows[s_idx]], points_t[l_idx][:, None], "euclidean")[:, 0]
-        at_target = _exact_distances_t(points_t[query_rows], points_t[query_targets][:, None], "euclidean")[:, 0]
-        before = (exact < at_target[s_idx]) | ((exact == at_target[s_idx]) & (l_idx < query_targets[s_idx]))
-        extra[c0:c0 + step] = torch.bincount(s_idx[before], minlength=len(part))
+        l_idx = l_idx + col0
+        exact = _exact_distances_t(points_t[rows_[s_idx]], points_t[l_idx][:, None], "euclidean")[:, 0]
+        at_target = _exact_distances_t(points_t[rows_], points_t[targets_][:, None], "euclidean")[:, 0]
+        before = (exact < at_target[s_idx]) | ((exact == at_target[s_idx]) & (l_idx < targets_[s_idx]))
+        extra[part] = torch.bincount(s_idx[before], minlength=len(rows_))
     return extra
 
 
@@ -522,11 +528,19 @@ def _cosines_and_ranks(features: np.ndarray, graphs, budget_bytes: int, miss) ->
     """([_cosines_at(x̂, g) for g in graphs], _ranks_by_count(features, *miss) or None) of one layer, with one
     matrix product serving both when both take the product path.
 
-    When the cosines come from the row-block product (:func:`_cosines_at_many`) and ranks are to be counted, the
-    screen's centred product cᵢ·c_l (c = x − x̄) of each row block gives the cosines too:
-    xᵢ·x_l = cᵢ·c_l + cᵢ·x̄ + c_l·x̄ + x̄·x̄ and cos = xᵢ·x_l/(‖xᵢ‖‖x_l‖), read at the graphs' entries only; so
-    each row block of the layer is multiplied once, not twice (O(N²·D) per layer saved). These cosines equal
-    the unit-row product's within float64 rounding (a few u₆₄·D); the ranks are exactly :func:`_ranks_by_count`'s.
+    When the cosines come from the product (:func:`_cosines_at_many`) and ranks are to be counted, the screen's
+    centred products cᵢ·c_l (c = x − x̄) give the cosines too: xᵢ·x_l = cᵢ·c_l + cᵢ·x̄ + c_l·x̄ + x̄·x̄ and
+    cos = xᵢ·x_l/(‖xᵢ‖‖x_l‖), read at the graphs' entries only; so the layer is multiplied once, not twice.
+    The product is symmetric, so only its tiles on and above the diagonal are formed (:class:`_SymmetricTiles`:
+    blocks of b rows, a tile b × b float64 with b²·8·3 ≤ ``budget_bytes``, at least six blocks): a little over
+    half of the N²·D work. A tile
+    (p, q) serves the entries of rows in block p over the columns of block q and, transposed, those of block q
+    over block p; a row's rank count (:func:`_count_below`, additive over columns) and its near-ties
+    (:func:`_settle`) are gathered tile by tile. The thresholds need each target's screen value before the
+    first tile: it comes from a direct dot product (its error obeys the same bound as the tiles', which is what
+    the screen's margin allows for), and the target's own tile value is taken out of the counts as in
+    :func:`_count_block`. Cosines equal the unit-row product's within float64 rounding (a few u₆₄·D); the ranks
+    are exactly :func:`_ranks_by_count`'s.
     """
     n = features.shape[0]
     if miss is None or sum(g.shape[1] for g in graphs) * _GATHER_COST_IN_FLOPS < n:
@@ -536,28 +550,155 @@ def _cosines_and_ranks(features: np.ndarray, graphs, budget_bytes: int, miss) ->
     norms = _row_norms(screen.points_t)
     shift = screen.centred @ screen.mean  # cᵢ·x̄
     mean_sq = screen.mean @ screen.mean
-    plan = _RankPlan.of(*miss)
-    ranks = np.empty(len(plan.rows), dtype=np.int64)
+    tiles = _SymmetricTiles(n, _tile_rows(budget_bytes, n))
     out = [np.empty(g.shape) for g in graphs]
-    graphs_t = [torch.from_numpy(np.ascontiguousarray(g, dtype=np.int64)) for g in graphs]
-    block = _block_rows(budget_bytes, n)
-    u0 = 0
-    for r0 in range(0, n, block):
-        r1 = min(r0 + block, n)
-        products = screen.products(slice(r0, r1))
-        for graph, values in zip(graphs_t, out, strict=True):
-            cols = graph[r0:r1]
-            dots = torch.gather(products, 1, cols).add_(shift[r0:r1, None]).add_(shift[cols]).add_(mean_sq)
-            values[r0:r1] = dots.div_(norms[r0:r1, None]).div_(norms[cols]).numpy()
-        u1 = int(np.searchsorted(plan.unique_rows, r1))
-        if u1 > u0:
-            local = plan.unique_rows[u0:u1] - r0
-            if len(local) < r1 - r0:
-                products = products[torch.from_numpy(local)]
-            _count_block(screen, plan, u0, u1, products, ranks)
-            u0 = u1
-        del products
-    return out, ranks
+    reads = [tiles.reads(np.repeat(np.arange(n), g.shape[1]), np.asarray(g, dtype=np.int64).ravel()) for g in graphs]
+    counts = _TileCounts(screen, _RankPlan.of(*miss), tiles)
+    sq = screen.sq_norms
+    for p, q in tiles.pairs():
+        rows_p, rows_q = tiles.span(p), tiles.span(q)
+        product = screen.centred[rows_p] @ screen.centred[rows_q].T
+        for read, values in zip(reads, out, strict=True):
+            entries, at = read.of(p, q)
+            if len(entries):
+                i, j = torch.from_numpy(read.rows[entries]), torch.from_numpy(read.cols[entries])
+                dots = product[at].add_(shift[i]).add_(shift[j]).add_(mean_sq)
+                values.reshape(-1)[entries] = dots.div_(norms[i]).div_(norms[j]).numpy()
+        screened = product.mul_(-2.0).add_(sq[rows_p][:, None]).add_(sq[rows_q][None, :])
+        if p == q:
+            screened.fill_diagonal_(float("inf"))  # self never counts
+        counts.add(p, q, screened)
+        if p != q:
+            counts.add(q, p, screened.T)
+        del product, screened
+    return out, counts.ranks()
+
+
+_MIN_TILE_BLOCKS = 6  # N = 10 000, D = 768 on 2 cores: 3 blocks 3.8–4.1 s per layer, 6 blocks 2.9–3.3 s, 10: 3.2–3.3 s
+
+
+def _tile_rows(budget_bytes: int, n: int) -> int:
+    """Rows b of a block of the symmetric tiling: three b × b float64 arrays within ``budget_bytes``, and at least
+    six blocks (the diagonal tiles, formed whole, are then a sixth of the product, and the counts' inputs stay
+    small), 1 ≤ b ≤ N."""
+    return max(1, min(n, int(np.sqrt(max(1, int(budget_bytes)) / 24)), -(-n // _MIN_TILE_BLOCKS)))
+
+
+class _SymmetricTiles:
+    """Blocks of ``size`` consecutive rows of an N × N symmetric matrix and its tiles (p, q), p ≤ q."""
+
+    def __init__(self, n: int, size: int):
+        self.n, self.size = n, size
+        self.count = -(-n // size)
+
+    def pairs(self):
+        return [(p, q) for p in range(self.count) for q in range(p, self.count)]
+
+    def span(self, block: int) -> slice:
+        return slice(block * self.size, min(self.n, (block + 1) * self.size))
+
+    def reads(self, rows, cols) -> _TileReads:
+        return _TileReads(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), self)
+
+
+class _TileReads:
+    """Entries (rows[e], cols[e]) of the symmetric matrix grouped by the tile that holds them: (i, j) is read in
+    tile (min(bᵢ, bⱼ), max(bᵢ, bⱼ)) of block indices b, at (i, j) when bᵢ ≤ bⱼ, else at (j, i)."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, tiles: _SymmetricTiles):
+        self.rows, self.cols, self.count = rows, cols, tiles.count
+        block_i, block_j = rows // tiles.size, cols // tiles.size
+        low, high = np.minimum(block_i, block_j), np.maximum(block_i, block_j)
+        key = low * tiles.count + high
+        self.order = np.argsort(key, kind="stable")
+        self.bounds = np.searchsorted(key[self.order], np.arange(tiles.count * tiles.count + 1))
+        swap = block_i > block_j
+        self.tile_row = torch.from_numpy(np.where(swap, cols, rows) - low * tiles.size)
+        self.tile_col = torch.from_numpy(np.where(swap, rows, cols) - high * tiles.size)
+
+    def of(self, p: int, q: int):
+        """(entries in tile (p, q), the (row, column) index tensors of those entries inside the tile)."""
+        key = p * self.count + q
+        entries = self.order[self.bounds[key]:self.bounds[key + 1]]
+        index = torch.from_numpy(entries)
+        return entries, (self.tile_row[index], self.tile_col[index])
+
+
+class _TileCounts:
+    """The rank counts of :func:`_count_block`, gathered over the tiles of a row instead of one whole row.
+
+    Per block of rows: the rows with targets (``plan``), their thresholds low/high from the target's screen
+    value (a direct dot product, before any tile), and running sums of #{g < low}, #{g ≤ high}, the target's own
+    tile value (taken out as in :func:`_count_block`) and the settled near-ties.
+    """
+
+    def __init__(self, screen: _Screen, plan: _RankPlan, tiles: _SymmetricTiles):
+        self.screen, self.plan, self.tiles = screen, plan, tiles
+        self.blocks = {}
+        centred, sq = screen.centred, screen.sq_norms
+        rows_all, targets_all = torch.from_numpy(plan.rows), torch.from_numpy(plan.targets)
+        at_target = torch.empty(len(plan.rows), dtype=torch.float64)
+        step = max(1, _CHUNK_ELEMENTS // max(1, centred.shape[1]))
+        for c0 in range(0, len(plan.rows), step):
+            r, t = rows_all[c0:c0 + step], targets_all[c0:c0 + step]
+            dot = (centred[r] * centred[t]).sum(dim=1)
+            at_target[c0:c0 + step] = dot.mul_(-2.0).add_(sq[r]).add_(sq[t])
+        self.ranks_out = np.empty(len(plan.rows), dtype=np.int64)
+        for block in range(tiles.count):
+            span = tiles.span(block)
+            u0, u1 = (int(v) for v in np.searchsorted(plan.unique_rows, [span.start, span.stop]))
+            if u1 == u0:
+                continue
+            positions = plan.span(u0, u1)
+            entries = torch.from_numpy(plan.order[positions])
+            local = torch.from_numpy(np.repeat(np.arange(u1 - u0), plan.counts[u0:u1]))
+            slot = torch.from_numpy(plan.slot[positions])
+            width = int(plan.counts[u0:u1].max())
+            rows = torch.from_numpy(plan.unique_rows[u0:u1])
+            targets = targets_all[entries]
+            g_t = at_target[entries]
+            margin = 3.0 * screen.kappa * (sq[rows[local]] + screen.sq_max) + 16.0 * 2.0 ** -53 * g_t.abs()
+            low, high = g_t - margin, g_t + margin
+            thresholds = torch.full((u1 - u0, 2 * width), float("inf"), dtype=torch.float64)
+            thresholds[local, slot] = low
+            thresholds[local, width + slot] = torch.nextafter(high, torch.tensor(float("inf"), dtype=torch.float64))
+            self.blocks[block] = dict(
+                entries=entries, local=local, slot=slot, width=width, rows=rows, targets=targets, low=low, high=high,
+                thresholds=thresholds, tile_rows=rows - span.start, whole=(u1 - u0) == span.stop - span.start,
+                below=torch.zeros((u1 - u0, 2 * width), dtype=torch.int64),
+                own_low=torch.zeros(len(entries), dtype=torch.int64), own_high=torch.zeros(len(entries), dtype=torch.int64),
+                extra=torch.zeros(len(entries), dtype=torch.int64))
+
+    def add(self, p: int, q: int, screened: torch.Tensor) -> None:
+        """The counts of block p's rows over block q's columns, from their screened values (rows of p × cols of q)."""
+        state = self.blocks.get(p)
+        if state is None:
+            return
+        values = screened if state["whole"] else screened[state["tile_rows"]]
+        values = values.contiguous()
+        below = _count_below(values, state["thresholds"])
+        state["below"] += below
+        local, slot, width = state["local"], state["slot"], state["width"]
+        low, high, targets = state["low"], state["high"], state["targets"]
+        col0 = self.tiles.span(q).start
+        target_col = targets - col0
+        inside = torch.nonzero((target_col >= 0) & (target_col < values.shape[1])).flatten()
+        own = torch.zeros(len(targets), dtype=torch.float64).fill_(float("nan"))
+        own[inside] = values[local[inside], target_col[inside]]
+        state["own_low"] += (own < low).long()      # NaN (target elsewhere) compares False
+        state["own_high"] += (own <= high).long()
+        band = below[local, width + slot] - below[local, slot] - (own >= low).long() * (own <= high).long()
+        unsure = torch.nonzero(band > 0).flatten()
+        if len(unsure):
+            state["extra"][unsure] += _settle(self.screen.points_t, values, low[unsure], high[unsure], local[unsure],
+                                              state["rows"][local[unsure]], targets[unsure], col0)
+
+    def ranks(self) -> np.ndarray:
+        """rᵢⱼ for the plan's entries, input order (after every tile was added)."""
+        for state in self.blocks.values():
+            closer = state["below"][state["local"], state["slot"]] - state["own_low"]
+            self.ranks_out[state["entries"].numpy()] = 1 + (closer + state["extra"]).numpy()
+        return self.ranks_out
 
 
 def _row_norms(points_t: torch.Tensor) -> torch.Tensor:
