@@ -123,6 +123,24 @@ def test_shared_product_gives_the_gathered_cosines_and_the_exact_ranks(budget):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("budget", [1, 24 * 7 * 7, 2**30])
+def test_symmetric_tiles_rank_exact_ties_across_tiles(budget):
+    """Many exact distance ties (60 samples on 15 distinct points, so near ties sit in every tile, on and off the
+    diagonal, and targets in other tiles than their row): the tiled count gives the dense (distance, index)
+    ranks for every (row, target)."""
+    rng = np.random.default_rng(34)
+    n = 60
+    X = 3.0 + rng.normal(size=(15, 5))[rng.integers(0, 15, size=n)]
+    graphs = [np.stack([rng.permutation(np.delete(np.arange(n), i))[:8] for i in range(n)]) for _ in range(2)]
+    assert sum(g.shape[1] for g in graphs) * nb._GATHER_COST_IN_FLOPS >= n  # the product path
+    rows, targets = np.nonzero(~np.eye(n, dtype=bool))  # every target of every row
+    cosines, ranks = nb._cosines_and_ranks(X, graphs, budget, (rows, targets))
+    np.testing.assert_array_equal(ranks, dense_ranks(X)[rows, targets])
+    unit = nb._unit_rows(X)
+    for got, graph in zip(cosines, graphs, strict=True):
+        np.testing.assert_allclose(got, nb._cosines_at(unit, graph), rtol=0, atol=1e-13)
+
+
 def test_shared_product_zero_row_is_an_error():
     X = np.random.default_rng(0).normal(size=(20, 3))
     X[3] = 0.0

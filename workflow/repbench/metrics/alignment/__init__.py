@@ -64,10 +64,10 @@ from .kernels import (
 )
 from .knn import (
     DENSE_LOOKUP_MAX_BYTES,
+    _EdgeKeys,
     _lcs_lengths,
     _prefix,
     _relations,
-    _EdgeKeys,
     _SlotLookup,
     cycle_knn,
     cycle_knn_per_sample,

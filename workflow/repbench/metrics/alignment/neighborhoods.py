@@ -624,17 +624,45 @@ class _TileReads:
         return entries, (self.tile_row[index], self.tile_col[index])
 
 
+@dataclass
+class _BlockCounts:
+    """The counted rows of one block of the tiling and their running sums (see :class:`_TileCounts`).
+
+    entries: the plan's entries of these rows (input order positions); local: each entry's row among ``rows``;
+    slot/width: its column among the row's targets (thresholds (R, 2·width): lows, then highs); low/high: its
+    thresholds; whole: every row of the block is counted (the tile's rows need no gather); below: running
+    #{g < low}, #{g ≤ high}; own_low: the target's own tile value below low (it is not its own competitor);
+    extra: settled near ties.
+    """
+
+    entries: torch.Tensor
+    local: torch.Tensor
+    slot: torch.Tensor
+    width: int
+    rows: torch.Tensor
+    targets: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
+    thresholds: torch.Tensor
+    tile_rows: torch.Tensor
+    whole: bool
+    below: torch.Tensor
+    own_low: torch.Tensor
+    extra: torch.Tensor
+
+
 class _TileCounts:
     """The rank counts of :func:`_count_block`, gathered over the tiles of a row instead of one whole row.
 
     Per block of rows: the rows with targets (``plan``), their thresholds low/high from the target's screen
     value (a direct dot product, before any tile), and running sums of #{g < low}, #{g ≤ high}, the target's own
-    tile value (taken out as in :func:`_count_block`) and the settled near-ties.
+    tile value below low (taken out as in :func:`_count_block`) and the near ties settled in each tile (values in
+    [low, high] other than the target: :func:`_settle` on that tile).
     """
 
     def __init__(self, screen: _Screen, plan: _RankPlan, tiles: _SymmetricTiles):
-        self.screen, self.plan, self.tiles = screen, plan, tiles
-        self.blocks = {}
+        self.screen, self.tiles = screen, tiles
+        self.blocks: dict[int, _BlockCounts] = {}
         centred, sq = screen.centred, screen.sq_norms
         rows_all, targets_all = torch.from_numpy(plan.rows), torch.from_numpy(plan.targets)
         at_target = torch.empty(len(plan.rows), dtype=torch.float64)
@@ -644,6 +672,7 @@ class _TileCounts:
             dot = (centred[r] * centred[t]).sum(dim=1)
             at_target[c0:c0 + step] = dot.mul_(-2.0).add_(sq[r]).add_(sq[t])
         self.ranks_out = np.empty(len(plan.rows), dtype=np.int64)
+        infinity = torch.tensor(float("inf"), dtype=torch.float64)
         for block in range(tiles.count):
             span = tiles.span(block)
             u0, u1 = (int(v) for v in np.searchsorted(plan.unique_rows, [span.start, span.stop]))
@@ -655,49 +684,44 @@ class _TileCounts:
             slot = torch.from_numpy(plan.slot[positions])
             width = int(plan.counts[u0:u1].max())
             rows = torch.from_numpy(plan.unique_rows[u0:u1])
-            targets = targets_all[entries]
             g_t = at_target[entries]
             margin = 3.0 * screen.kappa * (sq[rows[local]] + screen.sq_max) + 16.0 * 2.0 ** -53 * g_t.abs()
             low, high = g_t - margin, g_t + margin
             thresholds = torch.full((u1 - u0, 2 * width), float("inf"), dtype=torch.float64)
             thresholds[local, slot] = low
-            thresholds[local, width + slot] = torch.nextafter(high, torch.tensor(float("inf"), dtype=torch.float64))
-            self.blocks[block] = dict(
-                entries=entries, local=local, slot=slot, width=width, rows=rows, targets=targets, low=low, high=high,
-                thresholds=thresholds, tile_rows=rows - span.start, whole=(u1 - u0) == span.stop - span.start,
-                below=torch.zeros((u1 - u0, 2 * width), dtype=torch.int64),
-                own_low=torch.zeros(len(entries), dtype=torch.int64), own_high=torch.zeros(len(entries), dtype=torch.int64),
-                extra=torch.zeros(len(entries), dtype=torch.int64))
+            thresholds[local, width + slot] = torch.nextafter(high, infinity)
+            zeros = torch.zeros(len(entries), dtype=torch.int64)
+            self.blocks[block] = _BlockCounts(
+                entries, local, slot, width, rows, targets_all[entries], low, high, thresholds, rows - span.start,
+                (u1 - u0) == span.stop - span.start, torch.zeros((u1 - u0, 2 * width), dtype=torch.int64),
+                zeros, zeros.clone())
 
     def add(self, p: int, q: int, screened: torch.Tensor) -> None:
         """The counts of block p's rows over block q's columns, from their screened values (rows of p × cols of q)."""
         state = self.blocks.get(p)
         if state is None:
             return
-        values = screened if state["whole"] else screened[state["tile_rows"]]
-        values = values.contiguous()
-        below = _count_below(values, state["thresholds"])
-        state["below"] += below
-        local, slot, width = state["local"], state["slot"], state["width"]
-        low, high, targets = state["low"], state["high"], state["targets"]
+        values = (screened if state.whole else screened[state.tile_rows]).contiguous()
+        below = _count_below(values, state.thresholds)
+        state.below += below
+        local, slot, width, low, high = state.local, state.slot, state.width, state.low, state.high
         col0 = self.tiles.span(q).start
-        target_col = targets - col0
+        target_col = state.targets - col0
         inside = torch.nonzero((target_col >= 0) & (target_col < values.shape[1])).flatten()
-        own = torch.zeros(len(targets), dtype=torch.float64).fill_(float("nan"))
+        own = torch.full((len(target_col),), float("nan"), dtype=torch.float64)  # NaN: the target is elsewhere
         own[inside] = values[local[inside], target_col[inside]]
-        state["own_low"] += (own < low).long()      # NaN (target elsewhere) compares False
-        state["own_high"] += (own <= high).long()
-        band = below[local, width + slot] - below[local, slot] - (own >= low).long() * (own <= high).long()
-        unsure = torch.nonzero(band > 0).flatten()
+        state.own_low += (own < low).long()
+        near_ties = below[local, width + slot] - below[local, slot] - ((own >= low) & (own <= high)).long()
+        unsure = torch.nonzero(near_ties > 0).flatten()
         if len(unsure):
-            state["extra"][unsure] += _settle(self.screen.points_t, values, low[unsure], high[unsure], local[unsure],
-                                              state["rows"][local[unsure]], targets[unsure], col0)
+            state.extra[unsure] += _settle(self.screen.points_t, values, low[unsure], high[unsure], local[unsure],
+                                           state.rows[local[unsure]], state.targets[unsure], col0)
 
     def ranks(self) -> np.ndarray:
         """rᵢⱼ for the plan's entries, input order (after every tile was added)."""
         for state in self.blocks.values():
-            closer = state["below"][state["local"], state["slot"]] - state["own_low"]
-            self.ranks_out[state["entries"].numpy()] = 1 + (closer + state["extra"]).numpy()
+            closer = state.below[state.local, state.slot] - state.own_low
+            self.ranks_out[state.entries.numpy()] = 1 + (closer + state.extra).numpy()
         return self.ranks_out
 
 
