@@ -407,7 +407,7 @@ class Estimator:
         """One job per model: its pairs with every model before it (``{"a", "b"}`` wildcards: one pair alone). The
         job holds its own model's prepared layers plus one other model's per thread; its time is the pairs' sum."""
         if "a" in w:
-            return _need(*self._pair(w["dataset"], w["a"], w["b"], threads))
+            return _need(*self._pair(w["dataset"], w["a"], w["b"], threads, null_workers=threads))
         if self._blocks is None:
             from .config import alignment_blocks
 
@@ -417,13 +417,15 @@ class Estimator:
         if not earlier:
             return _need(BASE_MB, 1.0)
         workers = max(1, min(threads, len(earlier)))
-        pairs = [self._pair(w["dataset"], w["model"], other, 1) for other in earlier]
+        null_workers = max(1, threads // len(earlier))  # the stage's threads per pair for the kNN null
+        pairs = [self._pair(w["dataset"], w["model"], other, 1, null_workers) for other in earlier]
         peaks = sorted((mem for mem, _ in pairs), reverse=True)[:workers]
         mem = peaks[0] + sum(peak - BASE_MB for peak in peaks[1:])
         return _need(mem, sum(seconds for _, seconds in pairs) / workers)
 
-    def _pair(self, dataset, a, b, threads) -> tuple[float, float]:
-        """(memory MB, seconds) of one pair's metrics."""
+    def _pair(self, dataset, a, b, threads, null_workers=1) -> tuple[float, float]:
+        """(memory MB, seconds) of one pair's metrics; ``null_workers`` permutations of its kNN null run at once,
+        each with its own slot table."""
         sa, sb, n = self.shape(a), self.shape(b), self.samples(dataset)
         options = self.config["alignment"]
         ma, mb = min(n, sa.hidden), min(n, sb.hidden)
@@ -433,7 +435,7 @@ class Estimator:
         # layer's terms are O(N·k + D²); one layer in flight as float32 read, float64 copy and permuted copy
         factors = min(sa.layers * n * ma * 8 + sb.layers * n * mb * 8, FEATURE_BUDGET_BYTES)
         per_layer = sa.layers * (2 * ma * ma * 8 + n * (24 * k + 32)) + sb.layers * (2 * mb * mb * 8 + n * (24 * k + 32))
-        lookup = 2 * min(n * n, 256 * 2**20)  # the N×N neighbour-slot table (dense up to 256 MiB)
+        lookup = (1 + null_workers) * min(n * n, 256 * 2**20)  # N×N neighbour-slot tables (dense up to 256 MiB)
         mem = BASE_MB * MB + factors + per_layer + 3 * n * max(sa.hidden, sb.hidden) * 8 \
             + (sa.layers + sb.layers) * n * kmax * 4 + lookup
         metrics = set(options["metrics"])

@@ -297,7 +297,9 @@ def alignment_block(own: ModelInputs, earlier: list[ModelInputs], pooling: str, 
           f"to compute {len(todo)}", flush=True)
     if todo:
         prepared = dask.delayed(load_side, pure=False)(own, pooling, options)  # once, shared by every pair
-        workers = max(1, threads // len(todo))  # fewer pairs than threads: the rest serve each pair's null
+        # fewer pairs than threads: the rest serve each pair's kNN null (counted over the whole block, as the
+        # job's memory request is: repbench.resources)
+        workers = max(1, threads // len(rows))
         tasks = [dask.delayed(compute_pair, pure=False)(other, prepared, own_is_a, pooling, options, path, key,
                                                         workers)
                  for other, own_is_a, path, key in todo]
