@@ -428,11 +428,7 @@ def _count_block(screen: _Screen, plan: _RankPlan, u0: int, u1: int, products: t
     screened = products.mul_(-2.0).add_(sq[block_rows][:, None]).add_(sq[None, :])
     screened.scatter_(1, block_rows[:, None], float("inf"))  # self never counts
     at_target = screened[local, entry_targets]  # g_t: the target is not its own competitor
-    margin = 3.0 * screen.kappa * (sq[block_rows[local]] + screen.sq_max) + 16.0 * 2.0 ** -53 * at_target.abs()
-    low, high = at_target - margin, at_target + margin
-    thresholds = torch.full((u1 - u0, 2 * width), float("inf"), dtype=torch.float64)
-    thresholds[local, slot] = low
-    thresholds[local, width + slot] = torch.nextafter(high, torch.tensor(float("inf"), dtype=torch.float64))
+    low, high, thresholds = _thresholds(screen, block_rows[local], at_target, local, slot, u1 - u0, width)
     below = _count_below(screened, thresholds)  # #{g < low}, #{g < high⁺} = #{g ≤ high}
     closer = below[local, slot] - (at_target < low).long()
     maybe = below[local, width + slot] - (at_target <= high).long()
@@ -442,6 +438,19 @@ def _count_block(screen: _Screen, plan: _RankPlan, u0: int, u1: int, products: t
         count[unsure] += _settle(screen.points_t, screened, low[unsure], high[unsure], local[unsure],
                                  block_rows[local[unsure]], entry_targets[unsure])
     ranks[entries.numpy()] = 1 + count.numpy()
+
+
+def _thresholds(screen: _Screen, entry_rows, at_target, local, slot, n_rows: int, width: int):
+    """(low, high, thresholds) of the screen for entries with target screen values g_t = ``at_target``, their rows
+    ``entry_rows``, each at row ``local`` and column ``slot`` of an (n_rows, 2·width) table: low = g_t − M,
+    high = g_t + M, M = 3κ(‖cᵢ‖² + max ‖c‖²) + 16u₆₄|g_t| (see :func:`_ranks_by_count`); the table holds the lows,
+    then the highs nudged up one ulp (so #{g < high⁺} = #{g ≤ high}), +inf where a row has fewer targets."""
+    margin = 3.0 * screen.kappa * (screen.sq_norms[entry_rows] + screen.sq_max) + 16.0 * 2.0 ** -53 * at_target.abs()
+    low, high = at_target - margin, at_target + margin
+    thresholds = torch.full((n_rows, 2 * width), float("inf"), dtype=torch.float64)
+    thresholds[local, slot] = low
+    thresholds[local, width + slot] = torch.nextafter(high, torch.tensor(float("inf"), dtype=torch.float64))
+    return low, high, thresholds
 
 
 def _count_below(values: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
@@ -672,7 +681,6 @@ class _TileCounts:
             dot = (centred[r] * centred[t]).sum(dim=1)
             at_target[c0:c0 + step] = dot.mul_(-2.0).add_(sq[r]).add_(sq[t])
         self.ranks_out = np.empty(len(plan.rows), dtype=np.int64)
-        infinity = torch.tensor(float("inf"), dtype=torch.float64)
         for block in range(tiles.count):
             span = tiles.span(block)
             u0, u1 = (int(v) for v in np.searchsorted(plan.unique_rows, [span.start, span.stop]))
@@ -685,11 +693,7 @@ class _TileCounts:
             width = int(plan.counts[u0:u1].max())
             rows = torch.from_numpy(plan.unique_rows[u0:u1])
             g_t = at_target[entries]
-            margin = 3.0 * screen.kappa * (sq[rows[local]] + screen.sq_max) + 16.0 * 2.0 ** -53 * g_t.abs()
-            low, high = g_t - margin, g_t + margin
-            thresholds = torch.full((u1 - u0, 2 * width), float("inf"), dtype=torch.float64)
-            thresholds[local, slot] = low
-            thresholds[local, width + slot] = torch.nextafter(high, infinity)
+            low, high, thresholds = _thresholds(screen, rows[local], g_t, local, slot, u1 - u0, width)
             zeros = torch.zeros(len(entries), dtype=torch.int64)
             self.blocks[block] = _BlockCounts(
                 entries, local, slot, width, rows, targets_all[entries], low, high, thresholds, rows - span.start,
