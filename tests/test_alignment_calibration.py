@@ -353,3 +353,42 @@ def test_null_on_threads_equals_the_sequential_null():
                                                metrics, P, seed=2)
     assert threaded == sequential == graphs_only
     assert sequential["mutual_knn"]["max"]["p_value"] == 1 / (P + 1)  # related models: the null was really run
+
+
+@pytest.mark.parametrize("budget", [1, 2**30])
+def test_cross_product_null_in_one_pass_equals_the_per_permutation_pass(budget, monkeypatch):
+    """cka/unbiased_cka/svcca's null runs with the permutations innermost (each factor fetched once per group of
+    A's layers): its matrices are those of the permuted models' own pass bit for bit, with every factor re-read
+    (budget 1 byte: nothing cached, one A layer per group) or all cached, and the calibration equals the one
+    the per-permutation pass gives (forced here by claiming the dense group's factor metrics are asked)."""
+    from repbench.metrics.alignment import dense, summaries
+
+    rng = np.random.default_rng(9)
+    n, k, P = 90, 5, 7
+    base = rng.normal(size=(n, 4))
+    layers_a = [base @ rng.normal(size=(4, 7)) + 0.3 * rng.normal(size=(n, 7)) for _ in range(3)]
+    layers_b = [base @ rng.normal(size=(4, 6)) + 0.5 * rng.normal(size=(n, 6)) for _ in range(2)]
+    ga, gb = np.stack(graphs(*layers_a, kmax=k)), np.stack(graphs(*layers_b, kmax=k))
+    reads = []
+
+    class Counted(list):
+        def __getitem__(self, i):
+            reads.append(i)
+            return list.__getitem__(self, i)
+
+    cross = ("cka", "unbiased_cka", "svcca")
+    model_a = al.prepare_model(Counted(layers_a), ga, k, cross + ("mutual_knn",), budget_bytes=budget)
+    model_b = al.prepare_model(Counted(layers_b), gb, k, cross + ("mutual_knn",), budget_bytes=budget)
+    perms = [rng.permutation(n) for _ in range(P)]
+    reads.clear()
+    one_pass = al.cross_null_matrices(model_a, model_b, cross, perms)
+    assert len(reads) == (len(layers_a) + len(layers_a) * len(layers_b) if budget == 1 else 0)  # not × P
+    for perm, mats in zip(perms, one_pass):
+        inverse = np.argsort(perm)
+        own = al.pair_matrices_prepared(model_a, model_b.permuted(perm, inverse), cross)
+        for name in cross:
+            np.testing.assert_array_equal(mats[name], own[name], err_msg=name)
+    metrics = cross + ("mutual_knn",)
+    fast = al.null_calibration_prepared(model_a, model_b, metrics, P, seed=4, workers=2)
+    monkeypatch.setattr(dense, "uses_factors", lambda chosen: True)
+    assert summaries.null_calibration_prepared(model_a, model_b, metrics, P, seed=4, workers=2) == fast

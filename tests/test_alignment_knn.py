@@ -18,8 +18,8 @@ def test_knn_metrics_equal_dense_definitions(k):
     assert al.lcs_knn(ga, gb, k) == pytest.approx(dense_lcs(ga, gb, k), abs=1e-12)
 
 
-def test_sorted_key_lookup_equals_dense_table(monkeypatch):
-    """Large N switches membership from the N×N slot table to sorted edge keys: same numbers."""
+def test_column_lookup_equals_dense_table(monkeypatch):
+    """Large N switches membership from the N×N slot table to the slot columns: same numbers."""
     rng = np.random.default_rng(14)
     layers_a = [rng.normal(size=(90, 6)) for _ in range(2)]
     layers_b = [a @ rng.normal(size=(6, 5)) + rng.normal(size=(90, 5)) for a in layers_a]
@@ -28,7 +28,7 @@ def test_sorted_key_lookup_equals_dense_table(monkeypatch):
     dense = al.pair_matrices(layers_a, layers_b, ga, gb, 7, metrics)
     assert al._SlotLookup.from_graph(gb[0]).table is not None
     monkeypatch.setattr(al_knn, "DENSE_LOOKUP_MAX_BYTES", 0)  # looked up in the knn module
-    assert al._SlotLookup.from_graph(gb[0]).table is None
+    assert al._SlotLookup.from_graph(gb[0]).table is None and al._SlotLookup.from_graph(gb[0]).columns is not None
     sparse = al.pair_matrices(layers_a, layers_b, ga, gb, 7, metrics)
     for name in metrics:
         np.testing.assert_array_equal(sparse[name], dense[name], err_msg=name)
@@ -60,3 +60,18 @@ def test_slot_lookup_refilled_from_a_spent_one_equals_a_fresh_one():
     rows, cols = rng.integers(0, n, size=(5, 40)), rng.integers(0, n, size=(5, 40))
     np.testing.assert_array_equal(refilled.slots(rows, cols), fresh.slots(rows, cols))
     np.testing.assert_array_equal(fresh.slots(np.arange(n)[:, None], narrow), np.tile(np.arange(6), (n, 1)))
+
+
+def test_column_lookup_equals_the_table_at_any_rows_and_columns():
+    """The column form answers any (row, column) query, broadcast, as the N×N table does (edge keys too)."""
+    rng = np.random.default_rng(16)
+    n = 60
+    graph = np.stack([rng.permutation(n)[:9] for _ in range(n)])
+    table, columns = al._SlotLookup.from_graph(graph), al._SlotLookup.from_graph(graph, max_dense_bytes=0)
+    assert table.table is not None and columns.table is None
+    rows, cols = rng.integers(0, n, size=(7, 300)), rng.integers(0, n, size=(7, 300))
+    cols[:, :9] = graph[rows[:, :9], np.arange(9)]  # some hits for sure
+    np.testing.assert_array_equal(columns.slots(rows, cols), table.slots(rows, cols))
+    np.testing.assert_array_equal(columns.raw(np.arange(n)[:, None], graph), table.raw(np.arange(n)[:, None], graph))
+    np.testing.assert_array_equal(columns.at_keys(rows * n + cols), table.at_keys(rows * n + cols))
+    assert (columns.slots(rows, cols) >= 0).sum() >= 9 * 7

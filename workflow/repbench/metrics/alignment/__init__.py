@@ -86,7 +86,7 @@ __all__ = [
     "CALIBRATION_KEYS", "DEFAULT_FEATURE_BUDGET_BYTES", "DENSE_LOOKUP_MAX_BYTES", "calibration", "CORE_METRICS", "KNN_METRICS", "METRICS", "PAIR_METRICS", "SUMMARIES",
     "AlignmentMetric", "LayerFactors", "PreparedLayer", "PreparedModel", "bootstrap_ci", "cknna", "cycle_knn",
     "cycle_knn_ab_per_sample", "cycle_knn_ba_per_sample", "cycle_knn_per_sample", "lcs_knn", "lcs_knn_per_sample", "linear_cka", "matched_layers", "mutual_knn",
-    "mutual_knn_per_sample", "null_calibration_prepared", "pair_matrices", "pair_matrices_prepared",
+    "cross_null_matrices", "mutual_knn_per_sample", "null_calibration_prepared", "pair_matrices", "pair_matrices_prepared",
     "prepare_model", "summarize", "svcca", "unbiased_cka",
 ]
 
@@ -352,7 +352,7 @@ def _group_metrics(metrics) -> dict[str, tuple[str, ...]]:
 
 
 def _graph_scores(a: PreparedLayer, b: PreparedLayer, lookup_b: _SlotLookup, metrics) -> dict[str, float]:
-    relations = _relations(a.graph, lookup_b, a.edge_keys)
+    relations = _relations(a.graph, lookup_b, a.edge_keys if lookup_b.table is not None else None)
     n, k = a.graph.shape
     scores = {}
     if "mutual_knn" in metrics:
@@ -373,22 +373,59 @@ def _graph_scores(a: PreparedLayer, b: PreparedLayer, lookup_b: _SlotLookup, met
 
 
 def _dense_scores(model_a: PreparedModel, model_b: PreparedModel, metrics, out: dict[str, np.ndarray]) -> None:
-    """CKA, unbiased CKA and SVCCA of every layer pair from one cross product C = PₐᵀP_b each.
+    """CKA, unbiased CKA and SVCCA of every layer pair from one cross product C = PₐᵀP_b each (see
+    :func:`_cross_pass`)."""
+    _cross_pass(model_a, model_b, metrics, [None], [out])
+
+
+def _cross_pass(model_a: PreparedModel, model_b: PreparedModel, metrics, orders, outs) -> None:
+    """CKA, unbiased CKA and SVCCA of every layer pair, for B's samples in each order of ``orders`` (None = as
+    stored, else a permutation: new sample i = old perm[i]), into ``outs`` (one {metric: (Lₐ, L_b)} per order).
 
     A's layers go in groups whose factors take at most half of A's budget; for each group every B factor is
-    fetched once (from the cache or re-read), so memory stays within the budget plus one B layer.
+    fetched once (from the cache or re-read) and serves every order, C = Pₐᵀ(P_b[perm]): a permutation null
+    reads each factor once per A group, not once per permutation (at N = 50 000 a float64 factor exceeds the
+    cache, and each fetch re-reads and centres the layer). Memory stays within the budget plus one B layer and
+    one reordered copy of it. The products are those of a permuted model's own pass, so the values are equal.
     """
     n = model_a.layers[0].n_samples
     widths = [n * layer.kernel.width * 8 for layer in model_a.layers]
     groups = layer_groups(widths, max(1, model_a.budget_bytes // 2))
+    layers_b = []  # per order, B's prepared layers in that order (kernel and SVCCA terms only: O(N) each)
+    for order in orders:
+        if order is None:
+            layers_b.append(model_b.layers)
+            continue
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        layers_b.append([replace(layer, graph=None, cknna=None).permuted(order, inverse) for layer in model_b.layers])
     for rows in groups:
         factors_a = {i: model_a.factors[i] for i in rows}
-        for j, b in enumerate(model_b.layers):
+        for j in range(len(model_b.layers)):
             factor_b = model_b.factors[j]
-            for i in rows:
-                _cross_scores(model_a.layers[i], b, factors_a[i].T @ factor_b, metrics, out, i, j)
+            for order, layers, out in zip(orders, layers_b, outs, strict=True):
+                reordered = factor_b if order is None else factor_b[order]
+                for i in rows:
+                    _cross_scores(model_a.layers[i], layers[j], factors_a[i].T @ reordered, metrics, out, i, j)
+                del reordered
             del factor_b
         del factors_a
+
+
+def cross_null_matrices(model_a: PreparedModel, model_b: PreparedModel, metrics, permutations) -> list[dict]:
+    """{metric: (Lₐ, L_b)} per permutation of B's samples, for ``metrics`` ⊆ {cka, rv, unbiased_cka, svcca}: the
+    matrices ``pair_matrices_prepared(model_a, model_b.permuted(perm, ·), metrics)`` gives, from one
+    :func:`_cross_pass` with the permutations innermost. The models must be unpermuted."""
+    metrics = _validated_metrics(metrics)
+    extra = [m for m in metrics if m not in _DENSE_PAIR_METRICS]
+    if extra:
+        raise ValueError(f"{extra} do not come from the cross product of the factors")
+    if model_a.factors is None or model_b.factors is None or model_b.factors.perm is not None:
+        raise ValueError("cross_null_matrices needs both models' factors, B unpermuted (prepare_model with them)")
+    shape = (len(model_a), len(model_b))
+    outs = [{name: np.full(shape, np.nan) for name in metrics} for _ in permutations]
+    _cross_pass(model_a, model_b, metrics, [np.asarray(p, dtype=np.int64) for p in permutations], outs)
+    return outs
 
 
 def _cross_scores(a: PreparedLayer, b: PreparedLayer, cross: np.ndarray, metrics, out: dict, i: int, j: int) -> None:

@@ -74,7 +74,9 @@ def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, me
     minimum. NaN null values are dropped (``n_nan`` counts them). P ≤ 18 at α = 0.05 → calibrated ≡ 0.
     Cost: P × ``pair_matrices_prepared`` (per-layer preparation is permuted, not recomputed). The dense
     metrics (CKA family, SVCCA) cost O(N·rₐ·r_b) per layer pair and permutation, i.e. P full passes over the
-    features: prefer the kNN metrics or a small P for them.
+    features: prefer the kNN metrics or a small P for them. Those that come from the cross product PₐᵀP_b (cka,
+    rv, unbiased_cka, svcca) run in one pass with the permutations innermost (:func:`cross_null_matrices`), so
+    each layer's factor is fetched once per group of A's layers rather than once per permutation.
 
     ``workers`` > 1: the permutations run on that many threads (the kNN metrics' look-ups are single-threaded
     numpy calls that release the GIL, bound by memory latency, so two cores do nearly twice the work; the
@@ -83,7 +85,8 @@ def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, me
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import _validated_metrics, pair_matrices_prepared
+    from . import _DENSE_PAIR_METRICS, _validated_metrics, cross_null_matrices, pair_matrices_prepared
+    from .dense import uses_factors
 
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be ≥ 1, got {n_permutations}")
@@ -96,18 +99,28 @@ def null_calibration_prepared(model_a: PreparedModel, model_b: PreparedModel, me
     n = model_b.n_samples
     rng = np.random.default_rng(seed)
     permutations = [rng.permutation(n) for _ in range(n_permutations)]
+    # the cross-product metrics' null in one pass, permutations innermost (each factor read once, not P times);
+    # not when the dense group's factor metrics are asked too (they share those products in the per-permutation pass)
+    cross = [] if uses_factors(metrics) else [m for m in metrics if m in _DENSE_PAIR_METRICS]
+    rest = [m for m in metrics if m not in cross]
+    cross_mats = cross_null_matrices(model_a, model_b, cross, permutations) if cross else None
+    if cross and rest:
+        model_a, model_b = model_a.for_metrics(rest), model_b.for_metrics(rest)
 
-    def null_summaries(perm: np.ndarray) -> dict:
-        inverse = np.empty_like(perm)
-        inverse[perm] = np.arange(n)
-        mats = pair_matrices_prepared(model_a, model_b.permuted(perm, inverse), metrics)
+    def null_summaries(p: int) -> dict:
+        mats = {} if cross_mats is None else cross_mats[p]
+        if rest:
+            perm = permutations[p]
+            inverse = np.empty_like(perm)
+            inverse[perm] = np.arange(n)
+            mats = {**mats, **pair_matrices_prepared(model_a, model_b.permuted(perm, inverse), rest)}
         return {name: summarize(mats[name], lower[name]) for name in metrics}
 
-    if workers > 1 and n_permutations > 1:
+    if workers > 1 and n_permutations > 1 and rest:
         with ThreadPoolExecutor(min(workers, n_permutations)) as pool:
-            summaries = list(pool.map(null_summaries, permutations))
+            summaries = list(pool.map(null_summaries, range(n_permutations)))
     else:
-        summaries = [null_summaries(perm) for perm in permutations]
+        summaries = [null_summaries(p) for p in range(n_permutations)]
     null = {name: {s: np.array([summary[name][s] for summary in summaries]) for s in SUMMARIES} for name in metrics}
     return {name: {s: calibrate(observed[name][s], null[name][s], alpha, lower[name]) for s in SUMMARIES}
             for name in metrics}
