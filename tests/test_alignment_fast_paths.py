@@ -4,6 +4,7 @@ eigendecomposition."""
 
 import numpy as np
 import pytest
+import torch
 from reference import dense_info_imbalance, dense_ranks, dense_second_order_cos, graphs, related_pair
 
 from repbench.metrics import alignment as al
@@ -139,6 +140,48 @@ def test_symmetric_tiles_rank_exact_ties_across_tiles(budget):
     unit = nb._unit_rows(X)
     for got, graph in zip(cosines, graphs, strict=True):
         np.testing.assert_allclose(got, nb._cosines_at(unit, graph), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("budget", [1, 24 * 9 * 9, 2**30])
+def test_ranks_of_most_rows_come_from_the_symmetric_tiles_and_equal_the_dense_ranks(budget, monkeypatch):
+    """More than half of the rows counted: _ranks takes the tiled pass without cosines (half the product), also on
+    the cosines' gather path of _cosines_and_ranks; fewer: the counted rows' own products. Both give the dense
+    (distance, index) ranks, ties included."""
+    rng = np.random.default_rng(35)
+    n = 100
+    X = 3.0 + rng.normal(size=(30, 5))[rng.integers(0, 30, size=n)]  # exact ties
+    rows = np.repeat(np.arange(n), 2)
+    targets = (rows + rng.integers(1, n, size=len(rows))) % n
+    dense = dense_ranks(X)
+    tiled = []
+    real = nb._tiled_pass
+    monkeypatch.setattr(nb, "_tiled_pass", lambda *args: tiled.append(len(args[1])) or real(*args))
+    np.testing.assert_array_equal(nb._ranks(X, rows, targets, budget), dense[rows, targets])
+    assert tiled == [0]  # ranks only, no cosines
+    few = rows < n // 3
+    np.testing.assert_array_equal(nb._ranks(X, rows[few], targets[few], budget), dense[rows[few], targets[few]])
+    assert tiled == [0]  # the row blocks
+    graph = [np.stack([rng.permutation(np.delete(np.arange(n), i))[:1] for i in range(n)])]
+    assert graph[0].shape[1] * nb._GATHER_COST_IN_FLOPS < n  # the cosines' gather path
+    cosines, ranks = nb._cosines_and_ranks(X, graph, budget, (rows, targets))
+    np.testing.assert_array_equal(ranks, dense[rows, targets])
+    np.testing.assert_array_equal(cosines[0], nb._cosines_at(nb._unit_rows(X), graph[0]))
+    assert tiled == [0, 0]
+
+
+@pytest.mark.parametrize("columns", [1, 8, 12, 13, 30])
+def test_count_below_by_comparison_equals_the_placement(columns, monkeypatch):
+    """#{values < threshold} per row and column: the comparison passes (≤ 12 columns) and the sorted placement
+    give the same counts, with ties, +inf thresholds (rows with fewer targets) and +inf values (self)."""
+    rng = np.random.default_rng(columns)
+    values = torch.from_numpy(rng.integers(0, 40, size=(300, 500)).astype(np.float64))
+    values[np.arange(300), rng.integers(0, 500, size=300)] = float("inf")
+    thresholds = torch.from_numpy(rng.integers(0, 40, size=(300, columns)).astype(np.float64))
+    thresholds[rng.random((300, columns)) < 0.2] = float("inf")
+    want = (values[:, :, None] < thresholds[:, None, :]).sum(dim=1)
+    np.testing.assert_array_equal(nb._count_below(values, thresholds), want)
+    monkeypatch.setattr(nb, "_COMPARE_MAX_THRESHOLDS", 0)  # the placement for every column count
+    np.testing.assert_array_equal(nb._count_below(values, thresholds), want)
 
 
 def test_shared_product_zero_row_is_an_error():

@@ -286,7 +286,7 @@ def pair_matrices(layers_a, layers_b, graphs_a, graphs_b, k: int, metrics=CORE_M
                in groups of at most half of it, B's are re-read once per group when they do not fit.
     cycle_knn_ab[i, j] = cycle_knn(Aᵢ, B_j) (via B's neighbours, back through A's); cycle_knn_ba[i, j] =
     cycle_knn(B_j, Aᵢ). Per-layer work (graph prefixes, centring, Gram factors, SVCCA bases, CKNNA kernel values)
-    is done once per layer, not per pair. Per pair: O(N·k) for mutual/cycle kNN and CKNNA (O(N·k·log(N·k)) when
+    is done once per layer, not per pair. Per pair: O(N·k) for mutual/cycle kNN and CKNNA (O(N·k²) when
     N² exceeds ``DENSE_LOOKUP_MAX_BYTES``), O(N·k²) for LCS, O(N·rₐ·r_b) for the CKA family and SVCCA (one
     cross product PₐᵀP_b, r = min(N, D)).
     """
