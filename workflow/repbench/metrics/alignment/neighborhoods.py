@@ -21,8 +21,9 @@ Single-layer-pair functions: :func:`jaccard_knn`, :func:`rank_sim`, :func:`secon
 Costs per layer pair: jaccard_knn and rank_sim O(N·k) (graph look-ups, :class:`.knn._SlotLookup`);
 second_order_cos O(N·k·(Dₐ + D_b)) for the cosines at the other model's neighbours; info imbalance O(N·k')
 look-ups, plus, for the targets j beyond B's stored kmax, a blocked count over B's distances that costs
-O(N²·D_b) per B LAYER (one pass serves every A layer), and only over the rows that have such targets; when
-second_order_cos takes its cosines from row-block products too, one product serves both (:func:`_cosines_and_ranks`).
+O(N²·D_b) per B LAYER (one pass serves every A layer), and only over the rows that have such targets (about
+half of it, from the symmetric tiles, when most rows have such targets); when second_order_cos takes its cosines
+from the products too, one product serves both (:func:`_cosines_and_ranks`).
 """
 
 from __future__ import annotations
