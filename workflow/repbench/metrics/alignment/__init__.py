@@ -391,25 +391,25 @@ def _cross_pass(model_a: PreparedModel, model_b: PreparedModel, metrics, orders,
     n = model_a.layers[0].n_samples
     widths = [n * layer.kernel.width * 8 for layer in model_a.layers]
     groups = layer_groups(widths, max(1, model_a.budget_bytes // 2))
-    layers_b = []  # per order, B's prepared layers in that order (kernel and SVCCA terms only: O(N) each)
-    for order in orders:
-        if order is None:
-            layers_b.append(model_b.layers)
-            continue
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        layers_b.append([replace(layer, graph=None, cknna=None).permuted(order, inverse) for layer in model_b.layers])
     for rows in groups:
         factors_a = {i: model_a.factors[i] for i in rows}
-        for j in range(len(model_b.layers)):
+        for j, layer_b in enumerate(model_b.layers):
             factor_b = model_b.factors[j]
-            for order, layers, out in zip(orders, layers_b, outs, strict=True):
+            for order, out in zip(orders, outs, strict=True):
                 reordered = factor_b if order is None else factor_b[order]
+                layer = layer_b if order is None else _reordered_terms(layer_b, order)
                 for i in rows:
-                    _cross_scores(model_a.layers[i], layers[j], factors_a[i].T @ reordered, metrics, out, i, j)
+                    _cross_scores(model_a.layers[i], layer, factors_a[i].T @ reordered, metrics, out, i, j)
                 del reordered
             del factor_b
         del factors_a
+
+
+def _reordered_terms(layer: PreparedLayer, order: np.ndarray) -> PreparedLayer:
+    """What :func:`_cross_scores` reads of B's layer (kernel and SVCCA terms, O(N)) with its samples in ``order``:
+    made when used, so a null keeps no per-permutation copies."""
+    return replace(layer, graph=None, cknna=None, kernel=layer.kernel.permuted(order),
+                   svcca=None if layer.svcca is None else layer.svcca.permuted(order))
 
 
 def cross_null_matrices(model_a: PreparedModel, model_b: PreparedModel, metrics, permutations) -> list[dict]:
