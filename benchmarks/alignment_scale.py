@@ -134,7 +134,11 @@ def run_child(job: str, spec: dict) -> dict:
     if done.returncode != 0:  # reported, counted as a failure (ok=0), and the run goes on
         print(f"{job} job FAILED (exit {done.returncode}):\n{done.stderr[-4000:]}", flush=True)
         return {"seconds": float("nan"), "peak_mb": float("nan"), "failed": True}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    for line in lines[:-1]:  # the job's own log lines (e.g. the alignment job's time per phase)
+        if line.startswith("alignment"):
+            print(f"  {line}", flush=True)
+    return json.loads(lines[-1])
 
 
 def estimates(n: int, d: int, layers: int, kmax: int, threads: int, alignment_overrides: dict) -> dict:

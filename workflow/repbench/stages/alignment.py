@@ -68,15 +68,20 @@ class PreparedSide:
 
 def prepare_side(activations, graphs: dict, pooling: str, options: dict) -> PreparedSide:
     """``graphs``: {space: (L, N, kmax) stored graph} of the spaces the chosen metrics read (``{}`` if none)."""
+    import time
+
     from repbench import registry, store
     from repbench.metrics import alignment as al
 
+    start = time.perf_counter()
     metrics = tuple(options["metrics"])
     layers = None
     if registry.reads(metrics, "features"):
         layers = StoreLayers(activations, pooling, options["clip_quantile"], options["preprocess"] == "prh")
     prepared = al.prepare_model(layers, graphs or None, options["k"], metrics,
                                 svcca_variance=options["svcca_variance"], options=options)
+    print(f"alignment: {Path(activations).name} prepared ({pooling}, {len(prepared)} layers) in "
+          f"{time.perf_counter() - start:.1f} s", flush=True)
     return PreparedSide(str(activations), store.activation_attrs(activations),
                         store.read_array(activations, "sample"), graphs, layers, prepared)
 
@@ -96,18 +101,24 @@ def pair_dataset(side_a: PreparedSide, side_b: PreparedSide, pooling: str, optio
     summary; permutation counts per metric) and bootstrap intervals of the kNN metrics' per-sample terms at the
     best layer pair. ``workers``: threads for the kNN metrics' permutation null (see :func:`calibration`).
     """
+    import time
+
     import xarray as xr
 
     from repbench import __version__, registry
     from repbench.metrics import alignment as al
 
     attrs_a, attrs_b, ids_a = side_a.attrs, side_b.attrs, side_a.ids
+    start = time.perf_counter()
     if len(ids_a) != len(side_b.ids) or (ids_a != side_b.ids).any():
         raise ValueError(f"{attrs_a['model']!r} and {attrs_b['model']!r} were not extracted on the same sample ids")
     k, metrics, clip = options["k"], tuple(options["metrics"]), options["clip_quantile"]
     prepared = [side_a.prepared, side_b.prepared]
     mats = al.pair_matrices_prepared(*prepared, metrics)
     n_a, n_b = next(iter(mats.values())).shape
+    label = f"alignment: {attrs_a['model']} × {attrs_b['model']} ({pooling})"
+    print(f"{label}: {n_a} × {n_b} layer pairs of {len(mats)} metrics in {time.perf_counter() - start:.1f} s",
+          flush=True)
     ds = xr.Dataset({m: (("layer_a", "layer_b"), v) for m, v in mats.items()},
                     coords={"layer_a": np.arange(n_a), "layer_b": np.arange(n_b)})
     ds.attrs.update(dataset=attrs_a["dataset"], pooling=pooling, model_a=attrs_a["model"], model_b=attrs_b["model"],
@@ -134,7 +145,11 @@ def pair_dataset(side_a: PreparedSide, side_b: PreparedSide, pooling: str, optio
             terms = getattr(al, per_sample)(side_a.graphs["cosine"][i], side_b.graphs["cosine"][j], k)
             low, high = al.bootstrap_ci(terms, options["bootstrap"], options["seed"])
             ds.attrs.update({f"{m}_max_ci_low": low, f"{m}_max_ci_high": high})
-    for m, by_summary in calibration(prepared, mats, options, workers).items():
+    start = time.perf_counter()
+    calibrated = calibration(prepared, mats, options, workers)
+    if calibrated:
+        print(f"{label}: null of {len(calibrated)} metrics in {time.perf_counter() - start:.1f} s", flush=True)
+    for m, by_summary in calibrated.items():
         ds.attrs[f"{m}_null_permutations"] = by_summary.pop("n_permutations")
         ds.attrs[f"{m}_null_method"] = by_summary.pop("method")
         for summary, stats in by_summary.items():
@@ -157,6 +172,8 @@ def calibration(prepared, mats: dict, options: dict, workers: int = 1) -> dict:
     pass over both models' features). Graph metrics: ``null_permutations`` (cheap: the graphs are relabelled),
     on ``workers`` threads (the dense metrics' permutations run one at a time: their products use every core).
     """
+    import time
+
     from repbench import registry
     from repbench.metrics import alignment as al
 
@@ -181,10 +198,14 @@ def calibration(prepared, mats: dict, options: dict, workers: int = 1) -> dict:
             ([m for m in rest if m in dense], options["null_permutations_dense"], 1)):
         if not metrics or not permutations:
             continue
+        start = time.perf_counter()
         null = al.null_calibration_prepared(*prepared, metrics, permutations, options["seed"],
                                             observed={m: mats[m] for m in metrics}, alpha=alpha,
                                             lower_is_more_similar=registry.lower_is_more_similar(metrics),
                                             workers=threads)
+        on = f", on {threads} threads" if threads > 1 else ""
+        print(f"alignment: permutation null of {', '.join(metrics)} (P = {permutations}{on}) in "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
         for m in metrics:
             out[m] = {**null[m], "n_permutations": permutations, "method": "permutation"}
     return out
