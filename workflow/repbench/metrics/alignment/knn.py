@@ -138,7 +138,8 @@ class _SlotLookup:
     that is ≤ ``DENSE_LOOKUP_MAX_BYTES``. Column form (larger N): the graph's k slot columns g[:, s] (k × N int32,
     4·N·k bytes); a look-up of (i, j) compares j with g[i, s] for s = 0 … k − 1, each step one vectorised gather
     from a column of N entries, which stays in the CPU cache: O(k) per look-up but no cache miss per step. At
-    N = 50 000, k = 10 this is 6–8× faster than a binary search over the N·k sorted edge keys.
+    N = 50 000, k = 10: 7.9 ms for A's N·k edges forward and 22.5 ms reversed, against 36.8 and 217 ms for a
+    binary search over B's sorted edge keys.
     Rows must hold distinct indices (true for k-NN graphs).
     """
 
