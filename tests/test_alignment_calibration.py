@@ -335,15 +335,21 @@ def test_rv_skewness_is_numerically_stable_for_large_n():
     assert cal.rv_skewness(*terms) == pytest.approx(float(cal.rv_skewness(*exact)), rel=1e-8)
 
 
-def test_null_on_threads_equals_the_sequential_null():
-    """The permutations are drawn before they run: the null on two threads is the sequential one, value for value,
-    and a model prepared with dense metrics keeps its graphs' null (the unused per-layer states are dropped)."""
-    rng = np.random.default_rng(8)
-    n, k, P = 120, 5, 23
+def related_layers(seed: int, n: int, k: int):
+    """(rng, A's 3 layers, B's 2 layers, their cosine graphs (kmax k)): two models of one latent, 4-D."""
+    rng = np.random.default_rng(seed)
     base = rng.normal(size=(n, 4))
     layers_a = [base @ rng.normal(size=(4, 7)) + 0.3 * rng.normal(size=(n, 7)) for _ in range(3)]
     layers_b = [base @ rng.normal(size=(4, 6)) + 0.5 * rng.normal(size=(n, 6)) for _ in range(2)]
     ga, gb = np.stack(graphs(*layers_a, kmax=k)), np.stack(graphs(*layers_b, kmax=k))
+    return rng, layers_a, layers_b, ga, gb
+
+
+def test_null_on_threads_equals_the_sequential_null():
+    """The permutations are drawn before they run: the null on two threads is the sequential one, value for value,
+    and a model prepared with dense metrics keeps its graphs' null (the unused per-layer states are dropped)."""
+    n, k, P = 120, 5, 23
+    _, layers_a, layers_b, ga, gb = related_layers(8, n, k)
     metrics = ("mutual_knn", "cycle_knn_ab", "cycle_knn_ba", "lcs_knn", "jaccard_knn", "rank_sim")
     wide = metrics + ("cka", "cknna", "svcca")
     model_a, model_b = (al.prepare_model(layers, g, k, wide) for layers, g in ((layers_a, ga), (layers_b, gb)))
@@ -363,12 +369,8 @@ def test_cross_product_null_in_one_pass_equals_the_per_permutation_pass(budget, 
     the per-permutation pass gives (forced here by claiming the dense group's factor metrics are asked)."""
     from repbench.metrics.alignment import dense, summaries
 
-    rng = np.random.default_rng(9)
     n, k, P = 90, 5, 7
-    base = rng.normal(size=(n, 4))
-    layers_a = [base @ rng.normal(size=(4, 7)) + 0.3 * rng.normal(size=(n, 7)) for _ in range(3)]
-    layers_b = [base @ rng.normal(size=(4, 6)) + 0.5 * rng.normal(size=(n, 6)) for _ in range(2)]
-    ga, gb = np.stack(graphs(*layers_a, kmax=k)), np.stack(graphs(*layers_b, kmax=k))
+    rng, layers_a, layers_b, ga, gb = related_layers(9, n, k)
     reads = []
 
     class Counted(list):

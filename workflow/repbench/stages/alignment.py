@@ -1,6 +1,7 @@
 """Stage ``alignment`` (workflow/rules/alignment.smk): every alignment metric's layer × layer matrix for each model
 pair, one job per model (its pairs with every model before it in config order), and the tables across pairs."""
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +69,6 @@ class PreparedSide:
 
 def prepare_side(activations, graphs: dict, pooling: str, options: dict) -> PreparedSide:
     """``graphs``: {space: (L, N, kmax) stored graph} of the spaces the chosen metrics read (``{}`` if none)."""
-    import time
-
     from repbench import registry, store
     from repbench.metrics import alignment as al
 
@@ -101,8 +100,6 @@ def pair_dataset(side_a: PreparedSide, side_b: PreparedSide, pooling: str, optio
     summary; permutation counts per metric) and bootstrap intervals of the kNN metrics' per-sample terms at the
     best layer pair. ``workers``: threads for the kNN metrics' permutation null (see :func:`calibration`).
     """
-    import time
-
     import xarray as xr
 
     from repbench import __version__, registry
@@ -172,8 +169,6 @@ def calibration(prepared, mats: dict, options: dict, workers: int = 1) -> dict:
     pass over both models' features). Graph metrics: ``null_permutations`` (cheap: the graphs are relabelled),
     on ``workers`` threads (the dense metrics' permutations run one at a time: their products use every core).
     """
-    import time
-
     from repbench import registry
     from repbench.metrics import alignment as al
 
@@ -267,7 +262,6 @@ def compute_pair(other: ModelInputs, own: PreparedSide, own_is_a: bool, pooling:
     ``workers``: threads of the pair's kNN permutation null."""
     import os
     import tempfile
-    import time
 
     from repbench import store
 
