@@ -99,6 +99,9 @@ def knn(X, kmax: int, space: str = "cosine", block_size: int | None = None, devi
         search=torch.from_numpy(search_points.astype(np.float32)).to(device),
         sq_norms=None if search_sq_norms is None else torch.from_numpy(search_sq_norms.astype(np.float32)).to(device),
         space=space, kmax=kmax, n_candidates=min(kmax + margin, n - 1), error_bound=error_bound)
+    # the problem holds what the search needs (float32 copies where exact); the float64 input and search points
+    # are not kept through the search (N·D·16 bytes at most)
+    del X64, exact_points, search_points, search_sq_norms
     with _highest_float32_matmul_precision():
         if _use_symmetric_tiles(n, device, block_size, budget_bytes):
             return _knn_symmetric_tiles(problem, block_size, budget_bytes)
@@ -157,8 +160,10 @@ def _narrowest_exact(points: np.ndarray) -> np.ndarray:
 
 def _unit_rows(X64: np.ndarray) -> np.ndarray:
     """x̂ = x / ‖x‖ in float64 (rows pre-scaled by their max |x| so the norm cannot overflow)."""
-    scaled = X64 / np.abs(X64).max(axis=1, keepdims=True)
-    return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
+    peak = np.maximum(X64.max(axis=1, keepdims=True), -X64.min(axis=1, keepdims=True))  # max |x|, no |X| copy
+    scaled = X64 / peak
+    scaled /= np.linalg.norm(scaled, axis=1, keepdims=True)
+    return scaled
 
 
 def _exact_distances_t(queries: torch.Tensor, points: torch.Tensor, space: str) -> torch.Tensor:
@@ -216,7 +221,8 @@ def _prepare_space(X64: np.ndarray, space: str):
     centred = X64 - X64.mean(axis=0)
     radius = float(np.sqrt(np.einsum("ij,ij->i", centred, centred).max()))
     scale = radius if radius > 0 else 1.0
-    search = centred / scale
+    search = centred
+    search /= scale  # in place: one N×D float64 copy of the input, not two
     sq_norms = np.einsum("ij,ij->i", search, search)
     return X64, search, sq_norms, (2 * d + 24) * u / (1 - (d + 8) * u) + slack
 
