@@ -361,14 +361,17 @@ def test_null_on_threads_equals_the_sequential_null():
     assert sequential["mutual_knn"]["max"]["p_value"] == 1 / (P + 1)  # related models: the null was really run
 
 
-@pytest.mark.parametrize("budget", [1, 2**30])
-def test_cross_product_null_in_one_pass_equals_the_per_permutation_pass(budget, monkeypatch):
+@pytest.mark.parametrize("budget,block_rows", [(1, None), (2**30, None), (1, 16)])
+def test_cross_product_null_in_one_pass_equals_the_per_permutation_pass(budget, block_rows, monkeypatch):
     """cka/unbiased_cka/svcca's null runs with the permutations innermost (each factor fetched once per group of
     A's layers): its matrices are those of the permuted models' own pass bit for bit, with every factor re-read
-    (budget 1 byte: nothing cached, one A layer per group) or all cached, and the calibration equals the one
-    the per-permutation pass gives (forced here by claiming the dense group's factor metrics are asked)."""
+    (budget 1 byte: nothing cached, one A layer per group) or all cached, with the reordered B gathered in one
+    block or in blocks of 16 rows, and the calibration equals the one the per-permutation pass gives (forced
+    here by claiming the dense group's factor metrics are asked)."""
     from repbench.metrics.alignment import dense, summaries
 
+    if block_rows:  # B's factors are (N, 6): 16 rows of float64 per block
+        monkeypatch.setattr(al, "_CROSS_BLOCK_BYTES", 8 * 6 * block_rows)
     n, k, P = 90, 5, 7
     rng, layers_a, layers_b, ga, gb = related_layers(9, n, k)
     reads = []
@@ -394,3 +397,18 @@ def test_cross_product_null_in_one_pass_equals_the_per_permutation_pass(budget, 
     fast = al.null_calibration_prepared(model_a, model_b, metrics, P, seed=4, workers=2)
     monkeypatch.setattr(dense, "uses_factors", lambda chosen: True)
     assert summaries.null_calibration_prepared(model_a, model_b, metrics, P, seed=4, workers=2) == fast
+
+
+def test_reordered_crosses_are_the_product_with_the_reordered_factor(monkeypatch):
+    """Σ over row blocks of Pᵢ[block]ᵀ P_b[rows[block]] = Pᵢᵀ P_b[rows] (to rounding), whatever the block size."""
+    rng = np.random.default_rng(3)
+    n = 53
+    factors_a = {0: rng.normal(size=(n, 5)), 2: rng.normal(size=(n, 3))}
+    factor_b, rows = rng.normal(size=(n, 4)), rng.permutation(n)
+    whole = {i: f.T @ factor_b[rows] for i, f in factors_a.items()}
+    for block_rows in (1, 7, 53, 1000):
+        monkeypatch.setattr(al, "_CROSS_BLOCK_BYTES", 8 * 4 * block_rows)
+        blocked = al._reordered_crosses(factors_a, factor_b, rows)
+        assert blocked.keys() == whole.keys()
+        for i in whole:
+            np.testing.assert_allclose(blocked[i], whole[i], rtol=1e-12, atol=1e-12)

@@ -219,6 +219,27 @@ def test_permuted_equals_recomputing_on_permuted_data():
                            nb.matrices(a, permuted, nb.METRICS, options)["jaccard_knn"])
 
 
+def test_state_for_metrics_keeps_what_they_read():
+    """A state trimmed to jaccard_knn and rank_sim drops the Euclidean graphs, own cosines and features' source
+    (a permutation null then relabels the cosine graphs alone), gives the same matrices, and refuses the metrics
+    that need what it dropped."""
+    rng = np.random.default_rng(5)
+    layers_a, layers_b = model_layers(rng, n=60)
+    options = {"k": 5, "info_imbalance": {"k": 1}}
+    a, b = prepared(layers_a, options), prepared(layers_b, options)
+    graph_metrics = ("jaccard_knn", "rank_sim")
+    ta, tb = a.for_metrics(graph_metrics), b.for_metrics(graph_metrics)
+    assert ta.euclidean_graphs is ta.own_cosines is ta.layers is None
+    assert a.euclidean_graphs is not None and a.own_cosines is not None  # the original is untouched
+    full, trimmed = nb.matrices(a, b, graph_metrics, options), nb.matrices(ta, tb, graph_metrics, options)
+    for name in graph_metrics:
+        np.testing.assert_array_equal(full[name], trimmed[name], err_msg=name)
+    with pytest.raises(ValueError, match="euclidean"):
+        nb.matrices(ta, tb, ("info_imbalance_ab",), options)
+    kept = a.for_metrics(("info_imbalance_ba",))
+    assert kept.euclidean_graphs is a.euclidean_graphs and kept.layers is a.layers and kept.own_cosines is None
+
+
 def test_interface_and_errors():
     assert nb.LOWER_IS_MORE_SIMILAR == {"info_imbalance_ab", "info_imbalance_ba"}
     rng = np.random.default_rng(8)

@@ -65,7 +65,12 @@ def test_time_grows_with_samples_and_pair_work():
 def test_resource_estimate_uses_the_metrics_feature_budget():
     from repbench.metrics import alignment as al
 
+    from repbench.metrics.alignment import dense, neighborhoods
+
     assert resources.FEATURE_BUDGET_BYTES == al.DEFAULT_FEATURE_BUDGET_BYTES
+    assert resources.DENSE_CACHE_BYTES == dense.DEFAULT_FACTOR_CACHE_BYTES
+    assert resources.RANK_BUDGET_BYTES == neighborhoods.DEFAULT_RANK_BUDGET_BYTES
+    assert resources.CROSS_BLOCK_BYTES == al._CROSS_BLOCK_BYTES
 
 
 def test_intrinsic_dim_time_counts_the_local_id_neighbourhoods():

@@ -42,6 +42,9 @@ SAFETY = 2.0  # on every time estimate
 CPU_FLOPS_PER_THREAD = 5e9  # numpy/torch code that is not one big matrix product
 DENSE_FLOPS_PER_THREAD = 20e9  # matrix products (BLAS): Gram matrices, distances, CKA cross terms
 FEATURE_BUDGET_BYTES = 1024 * 2**20  # = repbench.metrics.alignment.DEFAULT_FEATURE_BUDGET_BYTES (not imported: numpy)
+DENSE_CACHE_BYTES = 512 * 2**20  # = repbench.metrics.alignment.dense.DEFAULT_FACTOR_CACHE_BYTES
+RANK_BUDGET_BYTES = 256 * 2**20  # = repbench.metrics.alignment.neighborhoods.DEFAULT_RANK_BUDGET_BYTES
+CROSS_BLOCK_BYTES = 32 * 2**20  # = repbench.metrics.alignment._CROSS_BLOCK_BYTES
 GPU_FLOPS = 20e12
 READ_BYTES_PER_S = 100e6  # a busy shared file system
 DEFAULT_PARAMS = 1e9
@@ -431,14 +434,27 @@ class Estimator:
         ma, mb = min(n, sa.hidden), min(n, sb.hidden)
         kmax = min(self.config["neighbors"]["kmax"], n - 1)
         k = options["k"]
-        # float64 factors (N × min(N, D) per layer) are held up to the metrics' feature budget, the rest of a
-        # layer's terms are O(N·k + D²); one layer in flight as float32 read, float64 copy and permuted copy
-        factors = min(sa.layers * n * ma * 8 + sb.layers * n * mb * 8, FEATURE_BUDGET_BYTES)
-        per_layer = sa.layers * (2 * ma * ma * 8 + n * (24 * k + 32)) + sb.layers * (2 * mb * mb * 8 + n * (24 * k + 32))
-        lookup = (1 + null_workers) * min(n * n, 256 * 2**20)  # N×N neighbour-slot tables (dense up to 256 MiB)
-        mem = BASE_MB * MB + factors + per_layer + 3 * n * max(sa.hidden, sb.hidden) * 8 \
-            + (sa.layers + sb.layers) * n * kmax * 4 + lookup
         metrics = set(options["metrics"])
+        # held: the graphs as stored (int32, each space the metrics read), each layer's O(N·k + D²) terms (graph
+        # prefixes, CKNNA kernel values, own cosines, eigenbases) and the float64 factors (N × min(N, D)) the
+        # kernel and dense groups cache (each within its own budget, whole factors only)
+        factor_a, factor_b = n * ma * 8, n * mb * 8
+        graphs = len(registry.spaces_read(metrics)) * (sa.layers + sb.layers) * n * kmax * 4
+        per_layer = sa.layers * (2 * ma * ma * 8 + n * (40 * k + 32)) + sb.layers * (2 * mb * mb * 8 + n * (40 * k + 32))
+        caches = [FEATURE_BUDGET_BYTES // 4] if metrics & {"cka", "rv", "unbiased_cka", "svcca"} else []
+        caches += [DENSE_CACHE_BYTES] if metrics & {"procrustes", "shape_metric", "pwcca"} else []
+        cached = sum(min(layers, cache // size) * size for cache in caches
+                     for layers, size in ((sa.layers, factor_a), (sb.layers, factor_b)))
+        # in flight, the larger of: the factor pass (A's group of factors, one B factor, the next one being read as
+        # float32, copied to float64 with a finiteness mask, and one block of a reordered B) and a pass over one
+        # layer's features (the same read, one float64 derivative: unit rows or centred points, the rank budget)
+        read = n * max(sa.hidden, sb.hidden) * (4 + 8 + 1)
+        factor_pass = max(min(sa.layers * factor_a, FEATURE_BUDGET_BYTES // 2), factor_a) + factor_b + read \
+            + CROSS_BLOCK_BYTES
+        feature_pass = read + n * max(sa.hidden, sb.hidden) * 8 + RANK_BUDGET_BYTES
+        # neighbour-slot look-ups: an N×N table up to 256 MiB, else B's k slot columns; one per null worker
+        lookup = (1 + null_workers) * (n * n if n * n <= 256 * 2**20 else k * n * 4)
+        mem = BASE_MB * MB + graphs + per_layer + cached + max(factor_pass, feature_pass) + lookup
         nulls = set(options["null_metrics"]) & metrics
         dense_repeats = (1 if metrics & DENSE_ALIGNMENT else 0) \
             + (options["null_permutations_dense"] if nulls & DENSE_ALIGNMENT else 0)

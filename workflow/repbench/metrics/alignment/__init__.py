@@ -173,8 +173,9 @@ class PreparedModel:
         for kept, layer in zip(layers, self.layers):  # the same graph: keep its look-up keys if already made
             if "edge_keys" in layer.__dict__:
                 kept.__dict__["edge_keys"] = layer.__dict__["edge_keys"]
-        return replace(self, layers=layers, factors=self.factors if kernel else None,
-                       groups={name: state for name, state in self.groups.items() if name in used})
+        groups = {name: state.for_metrics(metrics) if hasattr(state, "for_metrics") else state
+                  for name, state in self.groups.items() if name in used}  # a group may trim its own state
+        return replace(self, layers=layers, factors=self.factors if kernel else None, groups=groups)
 
     def permuted(self, perm: np.ndarray, inverse: np.ndarray) -> PreparedModel:
         """Samples reordered (new sample i = old perm[i]) without recomputing anything per layer."""
@@ -385,24 +386,48 @@ def _cross_pass(model_a: PreparedModel, model_b: PreparedModel, metrics, orders,
     A's layers go in groups whose factors take at most half of A's budget; for each group every B factor is
     fetched once (from the cache or re-read) and serves every order, C = Pₐᵀ(P_b[perm]): a permutation null
     reads each factor once per A group, not once per permutation (at N = 50 000 a float64 factor exceeds the
-    cache, and each fetch re-reads and centres the layer). Memory stays within the budget plus one B layer and
-    one reordered copy of it. The products are those of a permuted model's own pass, so the values are equal.
+    cache, and each fetch re-reads and centres the layer). A reordered B (an order here, or a model permuted with
+    ``PreparedModel.permuted``) is never copied whole: :func:`_reordered_crosses` gathers it in row blocks. Memory
+    stays within the budget plus one B factor and one block. A permuted model's own pass sums the same blocks in
+    the same order, so the values are equal bit for bit.
     """
     n = model_a.layers[0].n_samples
     widths = [n * layer.kernel.width * 8 for layer in model_a.layers]
     groups = layer_groups(widths, max(1, model_a.budget_bytes // 2))
+    base_order = model_b.factors.perm  # B's own sample order (None: as stored)
     for rows in groups:
         factors_a = {i: model_a.factors[i] for i in rows}
         for j, layer_b in enumerate(model_b.layers):
-            factor_b = model_b.factors[j]
+            factor_b = model_b.factors.stored(j)
             for order, out in zip(orders, outs, strict=True):
-                reordered = factor_b if order is None else factor_b[order]
+                rows_b = base_order if order is None else order if base_order is None else base_order[order]
+                if rows_b is None:
+                    crosses = {i: factors_a[i].T @ factor_b for i in rows}
+                else:
+                    crosses = _reordered_crosses(factors_a, factor_b, rows_b)
                 layer = layer_b if order is None else _reordered_terms(layer_b, order)
                 for i in rows:
-                    _cross_scores(model_a.layers[i], layer, factors_a[i].T @ reordered, metrics, out, i, j)
-                del reordered
+                    _cross_scores(model_a.layers[i], layer, crosses[i], metrics, out, i, j)
+                del crosses
             del factor_b
         del factors_a
+
+
+_CROSS_BLOCK_BYTES = 32 * 2**20  # rows of a reordered factor gathered at once by _reordered_crosses
+
+
+def _reordered_crosses(factors_a: dict, factor_b: np.ndarray, rows_b: np.ndarray) -> dict:
+    """{i: Pᵢᵀ(P_b[rows_b])} summed over blocks of rows, Σ_blocks Pᵢ[block]ᵀ P_b[rows_b[block]] (blocks of
+    ``_CROSS_BLOCK_BYTES`` of P_b's rows, a function of its shape only): a reordered B is gathered one block at a
+    time instead of as an N × m copy (614 MB at N = 100 000, m = 768)."""
+    n, width = factor_b.shape
+    step = max(1, _CROSS_BLOCK_BYTES // (8 * max(1, width)))
+    crosses = {i: np.zeros((factor.shape[1], width)) for i, factor in factors_a.items()}
+    for start in range(0, n, step):
+        block = factor_b[rows_b[start:start + step]]
+        for i, factor in factors_a.items():
+            crosses[i] += factor[start:start + step].T @ block
+    return crosses
 
 
 def _reordered_terms(layer: PreparedLayer, order: np.ndarray) -> PreparedLayer:

@@ -204,10 +204,13 @@ class LayerFactors:
         return factor
 
     def __getitem__(self, i: int) -> np.ndarray:
-        factor = self._cache.get(i)
-        if factor is None:
-            factor = self.factor_from_features(i, self.features(i))
+        factor = self.stored(i)
         return factor if self.perm is None else factor[self.perm]
+
+    def stored(self, i: int) -> np.ndarray:
+        """Layer i's factor with its rows as stored (``perm`` not applied: no reordered copy)."""
+        factor = self._cache.get(i)
+        return self.factor_from_features(i, self.features(i)) if factor is None else factor
 
     def permuted(self, perm: np.ndarray) -> LayerFactors:
         composed = perm if self.perm is None else self.perm[perm]

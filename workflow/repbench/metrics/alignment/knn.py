@@ -108,13 +108,15 @@ def _lcs_lengths_piles(positions: np.ndarray) -> np.ndarray:
     return (tails < k).sum(axis=1).astype(np.float64)
 
 
-def _prefix(idx, k: int) -> np.ndarray:
+def _prefix(idx, k: int, dtype=np.int64) -> np.ndarray:
+    """The first k columns of a neighbour graph, validated, as a contiguous ``dtype`` array (``dtype=None``: the
+    graph's own integer type, so a whole contiguous graph is returned without a copy)."""
     idx = np.asarray(idx)
     if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
         raise ValueError(f"neighbour indices must be an integer (N, kmax) array, got {idx.dtype} {idx.shape}")
     if not 1 <= k <= idx.shape[1]:
         raise ValueError(f"k={k} must be in [1, kmax={idx.shape[1]}]")
-    prefix = np.ascontiguousarray(idx[:, :k], dtype=np.int64)
+    prefix = np.ascontiguousarray(idx[:, :k], dtype=dtype)
     if prefix.size and (prefix.min() < 0 or prefix.max() >= idx.shape[0]):
         raise ValueError(f"neighbour indices must lie in [0, N={idx.shape[0]})")
     return prefix

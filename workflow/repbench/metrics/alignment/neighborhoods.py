@@ -76,11 +76,11 @@ class Prepared:
     cosine_graphs[l]     (N, k) int64: Nₖ of layer l (cosine), when cosine graphs were given;
     own_cosines[l]       (N, k) float64: cos(xᵢ, x_{g[i, t]}) at the layer's own cosine neighbours, when cosine
                          graphs and features were given (second_order_cos);
-    euclidean_graphs[l]  (N, kmax) int64: the whole stored Euclidean graph (ranks up to kmax by look-up), when
-                         Euclidean graphs were given (information imbalance);
+    euclidean_graphs[l]  (N, kmax): the whole stored Euclidean graph in its own integer type, not copied (ranks up
+                         to kmax by look-up), when Euclidean graphs were given (information imbalance);
     layers, order        the features' source, re-read by :func:`matrices` for the cross terms (layer l in the
                          current sample order is ``layers[l][order]``; order None = as stored).
-    Memory: L·N·(16·k + 8·kmax) bytes; no features are kept.
+    Memory: L·N·16·k bytes besides the Euclidean graphs the caller holds anyway; no features are kept.
     """
 
     n_samples: int
@@ -95,6 +95,15 @@ class Prepared:
 
     def __len__(self) -> int:
         return self.n_layers
+
+    def for_metrics(self, metrics) -> Prepared:
+        """The state ``matrices(…, metrics)`` reads: the Euclidean graphs only for the information imbalance, the
+        own cosines only for second_order_cos, the features' source for either (so a permutation null of
+        jaccard_knn and rank_sim relabels the cosine graphs alone, not L·N·kmax Euclidean indices)."""
+        chosen = set(metrics)
+        return replace(self, euclidean_graphs=self.euclidean_graphs if chosen & _INFO_METRICS else None,
+                       own_cosines=self.own_cosines if "second_order_cos" in chosen else None,
+                       layers=self.layers if chosen & (_INFO_METRICS | {"second_order_cos"}) else None)
 
     def permuted(self, perm, inverse) -> Prepared:
         """The same model with samples reordered: new sample i = old sample perm[i]; a graph g becomes
@@ -128,7 +137,7 @@ def prepare(layers, graphs, options: dict, metrics=METRICS) -> Prepared:
 
     layers: L arrays (N, D) (may be a lazy sequence) or None; graphs: {"cosine": G, "euclidean": G} with the
     spaces needed, G[l] an int array (N, kmax); options: ``k``, ``info_imbalance.k``. Kept: see
-    :class:`Prepared` (O(L·N·(k + kmax)), no features).
+    :class:`Prepared` (O(L·N·k) beside the Euclidean graphs it keeps, no features).
     """
     graphs = graphs or {}
     unknown = set(graphs) - {"cosine", "euclidean"}
@@ -145,7 +154,9 @@ def prepare(layers, graphs, options: dict, metrics=METRICS) -> Prepared:
     cosine_graphs = None if cosine is None else tuple(_prefix(cosine[l], k) for l in range(n_layers))
     euclidean_graphs = None
     if euclidean is not None:
-        euclidean_graphs = tuple(_prefix(euclidean[l], np.asarray(euclidean[l]).shape[1]) for l in range(n_layers))
+        # the whole graphs as stored (int32 from a graph store): shared with the caller, not widened to int64
+        euclidean_graphs = tuple(_prefix(euclidean[l], np.asarray(euclidean[l]).shape[1], dtype=None)
+                                 for l in range(n_layers))
         if info_k > euclidean_graphs[0].shape[1]:
             raise ValueError(f"info_imbalance.k={info_k} exceeds the Euclidean graphs' kmax "
                              f"({euclidean_graphs[0].shape[1]})")
@@ -267,7 +278,8 @@ def _pass(y: Prepared, x: Prepared, y_is_b: bool, second_order: bool, imbalance:
             missing = [r == 0 for r in ranks]
             if any(m.any() for m in missing):
                 miss = (np.concatenate([np.nonzero(m)[0] for m in missing]),
-                        np.concatenate([x.euclidean_graphs[m][:, :x.info_k][miss] for m, miss in enumerate(missing)]))
+                        np.concatenate([x.euclidean_graphs[m][:, :x.info_k][miss] for m, miss in enumerate(missing)]
+                                       ).astype(np.int64))
         if second_order:
             features = y.features(l)
             lookup = _SlotLookup.from_graph(y.cosine_graphs[l], reuse=lookup)
