@@ -78,6 +78,9 @@ def child(job: str, spec: dict) -> None:
     """Run one stage in this process and print its wall time and peak RSS as JSON."""
     from repbench.config import canonical
 
+    from repbench.stages import release_freed_arrays
+
+    release_freed_arrays()  # as every workflow job does (repbench.stages.run_job)
     config = default_config(spec.get("alignment_overrides"))
     import torch  # noqa: F401  (imports are not timed: the job's own work is)
     import xarray  # noqa: F401
