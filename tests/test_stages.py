@@ -60,11 +60,11 @@ print((grown - rss()) / (grown - before))
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_jobs_give_freed_arrays_back_to_the_os():
     """run_job sets glibc's mmap threshold to 1 MiB: 4 MiB arrays freed between small survivors leave the resident
-    set at once (without it they stay in the heap)."""
-    released = {mode: float(subprocess.run([sys.executable, "-c", FRAGMENT, mode], capture_output=True, text=True,
-                                           check=True).stdout) for mode in ("set", "default")}
-    assert released["set"] > 0.9, released
-    assert released["default"] < 0.5, released  # the default really keeps them: the setting is what helps
+    set at once. (Without the setting they stayed in the heap on the development machine, 0 % released, but not on
+    every machine, so only the setting's effect is asserted.)"""
+    released = float(subprocess.run([sys.executable, "-c", FRAGMENT, "set"], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert released > 0.9, released
 
 
 def test_a_rule_without_a_stage_function_is_an_error(tmp_path):
