@@ -62,14 +62,11 @@ def release_freed_arrays(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     preparing both models fell from 1 056 to 797 MB, the job's phase peaks by 240–340 MB. Setting the threshold
     (``mallopt(M_MMAP_THRESHOLD)``, as the ``MALLOC_MMAP_THRESHOLD_`` variable would) also stops it rising."""
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
-    if not name or platform.libc_ver()[0] != "glibc":
+    if platform.libc_ver()[0] != "glibc":
         return False
-    try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(-3, int(threshold)))  # M_MMAP_THRESHOLD = -3 (malloc.h)
+    try:  # the process's own symbols: no find_library (it runs ldconfig) at every job's start
+        return bool(ctypes.CDLL(None).mallopt(-3, int(threshold)))  # M_MMAP_THRESHOLD = -3 (malloc.h)
     except (OSError, AttributeError):
         return False
 
