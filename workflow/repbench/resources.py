@@ -33,6 +33,7 @@ from . import registry
 
 MB = 1e6
 TORCH_BASE_MB = 1500  # python + torch + transformers imported, a few threads
+TORCH_IMPORT_MB = 600  # python + torch + numpy/zarr/xarray, no model: 270-290 MB measured (ru_maxrss), doubled
 BASE_MB = 800  # python + numpy/pandas/dask/xarray/matplotlib
 MIN_MEM_MB = 1000
 MIN_RUNTIME_MIN = 10
@@ -311,9 +312,12 @@ class Estimator:
         s, n, lp = self._layer_facts(w)
         opts = self.config["neighbors"]
         kmax = min(opts["kmax"], n - 1)
-        # streamed: one layer in flight (float32 read, float64 copy, exact points; the graph, its candidates)
-        graph = 4 * n * kmax * 8
-        mem = TORCH_BASE_MB * MB + 3 * n * s.hidden * 8 + 2 * opts["budget_mb"] * MB + graph
+        # streamed: one layer in flight. Preparing it holds the float32 layer read, its float64 copy, the float64
+        # search points and two float32 copies (28·N·D bytes); the search holds the layer, the exact points
+        # (float64 at most), the float32 search points and the tiles in flight (16·N·D + 2·budget bytes)
+        layer = max(28 * n * s.hidden, 16 * n * s.hidden + 2 * opts["budget_mb"] * MB)
+        graph = 4 * n * kmax * 8  # candidates, the graph and the previous layer's graph, generously
+        mem = TORCH_IMPORT_MB * MB + layer + graph
         pairs = n * n * lp
         seconds = (2.0 * s.hidden / DENSE_FLOPS_PER_THREAD + 10.0 / CPU_FLOPS_PER_THREAD) * pairs / threads \
             + lp * n * s.hidden * 4 / READ_BYTES_PER_S
