@@ -80,7 +80,8 @@ def child(job: str, spec: dict) -> None:
 
     from repbench.stages import release_freed_arrays
 
-    release_freed_arrays()  # as every workflow job does (repbench.stages.run_job)
+    if job == "alignment":
+        release_freed_arrays()  # as the workflow's alignment job does (repbench.stages.alignment.alignment)
     config = default_config(spec.get("alignment_overrides"))
     import torch  # noqa: F401  (imports are not timed: the job's own work is)
     import xarray  # noqa: F401

@@ -58,9 +58,9 @@ print((grown - rss()) / (grown - before))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
-def test_jobs_give_freed_arrays_back_to_the_os():
-    """run_job sets glibc's mmap threshold to 1 MiB: 4 MiB arrays freed between small survivors leave the resident
-    set at once. (Without the setting they stayed in the heap on the development machine, 0 % released, but not on
+def test_release_freed_arrays_gives_them_back_to_the_os():
+    """The alignment job sets glibc's mmap threshold to 1 MiB: 4 MiB arrays freed between small survivors leave the
+    resident set at once. (Without the setting they stayed in the heap on the development machine, 0 % released, but not on
     every machine, so only the setting's effect is asserted.)"""
     released = float(subprocess.run([sys.executable, "-c", FRAGMENT, "set"], capture_output=True, text=True,
                                     check=True).stdout)

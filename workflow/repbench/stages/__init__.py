@@ -4,8 +4,7 @@ Every rule of ``workflow/rules/X.smk`` runs ``workflow/repbench/stages/X.py`` th
 directive; the module's function named like the rule does the job (reads the rule's inputs, calls the library,
 writes its outputs atomically). Run as a script, a stage module ends with :func:`run_job`, which is the one place
 for what every job shares: its stdout and stderr (tqdm bars included) go to the rule's log, the log starts with
-provenance (host, Slurm job id, GPU, versions) and ends with the job's wall time; freed arrays go back to the
-OS at once (:func:`release_freed_arrays`), so a long job's resident memory follows what it holds.
+provenance (host, Slurm job id, GPU, versions) and ends with the job's wall time.
 
 Snakemake runs a stage module as a script with its own preamble in front, so stage modules hold no
 ``from __future__`` import (it must come first in a file) and import the library with absolute imports.
@@ -59,8 +58,13 @@ def release_freed_arrays(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     after that every array below 32 MiB (at N = 100 000 a per-layer (N, k) array is 8 MB) comes from the heap,
     and a long job that allocates and frees many of them keeps the freed space as resident memory. Measured on
     the alignment job at N = 20 000 (every byte budget scaled to its N = 100 000 share): the memory held after
-    preparing both models fell from 1 056 to 797 MB, the job's phase peaks by 240–340 MB. Setting the threshold
-    (``mallopt(M_MMAP_THRESHOLD)``, as the ``MALLOC_MMAP_THRESHOLD_`` variable would) also stops it rising."""
+    preparing both models fell from 1 056 to 797 MB, the job's phase peaks by 240–340 MB (``malloc_trim`` between
+    phases gave back 50 MB of it). Setting the threshold (``mallopt(M_MMAP_THRESHOLD)``, as the
+    ``MALLOC_MMAP_THRESHOLD_`` variable would) also stops it rising.
+
+    It has a price: each such allocation then maps fresh pages and faults them in. Only the alignment job, whose
+    memory it bounds, sets it. The exact k-NN search at N = 20 000 ran 1.75× (euclidean) and 1.2× (cosine) slower
+    with it (system time 10 s instead of 1 s), so the neighbors job and every other job keep glibc's default."""
     import ctypes
 
     if platform.libc_ver()[0] != "glibc":
@@ -100,7 +104,6 @@ def run_job(job, functions: dict[str, Callable], torch_rules: tuple[str, ...] = 
     except KeyError:
         raise KeyError(f"stage has no function for rule {job.rule!r} (has: {', '.join(functions)})") from None
     uses_torch = job.rule in torch_rules
-    release_freed_arrays()
     if uses_torch:
         import torch
 

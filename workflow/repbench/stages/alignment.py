@@ -327,7 +327,9 @@ def alignment(job) -> None:
     """``results/alignment/{dataset}/{pooling}/{model}.pairs.json``: the pairs of one model with every model before
     it (config order), each written to ``results/alignment/{dataset}/{pooling}/{A}__{B}.nc`` (A < B by name)."""
     from repbench import registry, store
+    from repbench.stages import release_freed_arrays
 
+    release_freed_arrays()  # freed arrays leave the resident set: memory follows what the job holds
     options, pooling = job.params.options, job.wildcards.pooling
     spaces = registry.spaces_read(options["metrics"])
 
