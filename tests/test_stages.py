@@ -41,7 +41,7 @@ def test_run_job_logs_the_traceback_of_a_failing_job_and_reraises(tmp_path):
 FRAGMENT = """
 import sys
 import numpy as np
-from repbench.stages import release_freed_arrays
+from repbench.stages import release_freed_arrays, trim_heap
 if sys.argv[1] == "set":
     assert release_freed_arrays()
 np.ones(24 * 2**20 // 8)  # a freed 24 MiB mmapped block: glibc's threshold rises to 24 MiB
@@ -53,6 +53,8 @@ for _ in range(60):  # 4 MiB arrays between small survivors, so the heap cannot 
     kept.append(np.ones(64))
 grown = rss()
 del arrays
+if sys.argv[1] == "trim":
+    assert trim_heap()
 print((grown - rss()) / (grown - before))
 """
 
@@ -63,6 +65,15 @@ def test_release_freed_arrays_gives_them_back_to_the_os():
     resident set at once. (Without the setting they stayed in the heap on the development machine, 0 % released, but not on
     every machine, so only the setting's effect is asserted.)"""
     released = float(subprocess.run([sys.executable, "-c", FRAGMENT, "set"], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert released > 0.9, released
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_trim_heap_gives_freed_heap_arrays_back_to_the_os():
+    """With glibc's default threshold (raised to 24 MiB by a freed block), 4 MiB arrays come from the heap; freed
+    between small survivors, trim_heap (what the neighbors and ID jobs run between layers) releases them."""
+    released = float(subprocess.run([sys.executable, "-c", FRAGMENT, "trim"], capture_output=True, text=True,
                                     check=True).stdout)
     assert released > 0.9, released
 

@@ -7,6 +7,7 @@ def intrinsic_dim(job) -> None:
 
     from repbench import store, tables
     from repbench.metrics.intrinsic_dim import estimate_layer
+    from repbench.stages import trim_heap
 
     acts = job.input.activations
     attrs = store.activation_attrs(acts)
@@ -16,6 +17,7 @@ def intrinsic_dim(job) -> None:
 
     def rows(pooling, layer):
         X = np.asarray(arrays[pooling][layer])
+        trim_heap()  # the chunks the layer was assembled from (and the previous layer's work) leave the heap
         graph = graphs[pooling]
         try:
             return estimate_layer(X, graph["indices"][layer], graph["distances"][layer], job.params.options)

@@ -21,6 +21,7 @@ def neighbors(job) -> None:
     from repbench.config import fingerprint
     from repbench.neighbors import knn
     from repbench.preprocess import preprocess, prh_threshold
+    from repbench.stages import trim_heap
 
     acts, options, space = job.input.activations, job.params.options, job.wildcards.space
     attrs = store.activation_attrs(acts)
@@ -50,6 +51,7 @@ def neighbors(job) -> None:
         threshold = prh_threshold(arr, clip) if todo and clip and options.get("clip_mode") == "prh" else None
         for layer in tqdm(todo, desc=f"neighbors {pooling}-{space}", mininterval=2):
             X = arr[layer].compute()
+            trim_heap()  # the chunks the layer was assembled from
             try:
                 X = preprocess(X, clip, threshold) if clip else X
                 indices, distances = knn(X, kmax, space=space, device=device, budget_bytes=options["budget_mb"] * 2**20)
@@ -59,6 +61,8 @@ def neighbors(job) -> None:
             root[pooling]["distances"][layer] = distances
             done.add(f"{pooling}/{layer}")
             store.write_json_atomic(progress_file, {"layers": sorted(done)})
+            del X, indices, distances
+            trim_heap()  # the search's freed blocks leave the resident set before the next layer is read
     provenance = {"model": attrs["model"], "dataset": attrs["dataset"], "activations_hash": attrs["config_hash"],
                   "space": space, "kmax": kmax, "repbench_version": __version__,
                   "clip_quantile": clip if clip else "none",
