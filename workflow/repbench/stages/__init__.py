@@ -81,8 +81,8 @@ def trim_heap() -> bool:
     For jobs that keep glibc's default mmap threshold (see :func:`release_freed_arrays`): arrays below the
     threshold that a unit of work (a layer) freed stay resident in the heap until trimmed, so the next unit would
     start with them on top of its own. Called between units, it costs one pass over the heap and the page faults
-    of memory reused later. Measured on the neighbors job at N = 100 000, D = 768, 4 layers: peak 3 352 MB
-    untrimmed."""
+    of memory reused later. Measured on the neighbors job at N = 100 000, D = 768, 4 layers (euclidean): peak
+    3 352 MB untrimmed, 2 823 MB trimmed before and after each layer's search."""
     import ctypes
 
     if platform.libc_ver()[0] != "glibc":
