@@ -5,7 +5,7 @@ eigendecomposition."""
 import numpy as np
 import pytest
 import torch
-from reference import dense_info_imbalance, dense_ranks, dense_second_order_cos, graphs, related_pair
+from reference import dense_info_imbalance, dense_ranks, dense_second_order_cos, related_pair
 
 from repbench.metrics import alignment as al
 from repbench.metrics.alignment import knn as al_knn

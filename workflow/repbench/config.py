@@ -510,11 +510,6 @@ def alignment_pairs(config: dict, instances: list[ModelInstance]) -> list[tuple[
     Models of different modalities pair on a dataset that serves both (paired image–text data), where they saw the
     same sample ids. ``alignment.models`` (instance or base names) restricts who enters pairs.
     """
-    align = config["alignment"]
-    if not align["enabled"]:
-        return []
-    chosen = align.get("models")
-    members = [i for i in instances if chosen is None or i.name in chosen or i.base in chosen]
     order = {dataset: n for n, dataset in enumerate(config["datasets"])}
     pairs = [(dataset, *sorted((a, model))) for dataset, model, earlier in alignment_blocks(config, instances)
              for a in earlier]
