@@ -148,6 +148,21 @@ def test_semantic_errors_name_the_key(what, mutate, key):
     assert f"`{key}`" in str(err.value), str(err.value)
 
 
+def test_every_neighbour_count_above_kmax_is_named_at_once():
+    """One error lists every intrinsic-dimension option that needs more neighbours than the graphs keep, and the
+    kmax that would fit them all, so that one edit fixes the config."""
+    config = base()
+    config.update(neighbors={"kmax": 8}, alignment={"k": 5}, figures={"intrinsic_dim": {"gride_n1": 1}},
+                  metrics={"intrinsic_dim": {"mle_k": 10, "gride_max_scale": 6, "local_k": 16}})
+    with pytest.raises(ConfigError) as err:
+        check(config)
+    message = str(err.value)
+    assert message.startswith("invalid config at `metrics.intrinsic_dim.mle_k`: needs 10 neighbours"), message
+    assert "`metrics.intrinsic_dim.gride_max_scale` needs 12" in message
+    assert "`metrics.intrinsic_dim.local_k` needs 16" in message
+    assert "raise neighbors.kmax to 16" in message
+
+
 def test_duplicate_yaml_keys_are_refused(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("models:\n  a: {source: hf, id: x}\n  a: {source: hf, id: y}\ndatasets: {d: {source: builtin}}\n")

@@ -429,12 +429,15 @@ def _check_neighbor_counts(config: dict) -> None:
         needs = {"mle_k": idc["mle_k"], "gride_max_scale": 2 * idc["gride_max_scale"]}
         if "local_id" in idc["estimators"]:
             needs["local_k"] = idc["local_k"]
-        for key, need in needs.items():
-            if need > kmax:
-                raise ConfigError(
-                    f"invalid config at `metrics.intrinsic_dim.{key}`: needs {need} neighbours but "
-                    f"neighbors.kmax is {kmax}; raise neighbors.kmax or lower {key}"
-                )
+        short = {key: need for key, need in needs.items() if need > kmax}
+        if short:  # every key at once, so that one edit fixes the config
+            first = next(iter(short))
+            also = "".join(f"; `metrics.intrinsic_dim.{key}` needs {need}" for key, need in list(short.items())[1:])
+            raise ConfigError(
+                f"invalid config at `metrics.intrinsic_dim.{first}`: needs {short[first]} neighbours but "
+                f"neighbors.kmax is {kmax}{also}; raise neighbors.kmax to {max(short.values())} or lower "
+                f"{', '.join(short)}"
+            )
         if config["figures"]["intrinsic_dim"]["gride_n1"] > idc["gride_max_scale"]:
             raise ConfigError(
                 "invalid config at `figures.intrinsic_dim.gride_n1`: above metrics.intrinsic_dim.gride_max_scale "
