@@ -16,6 +16,7 @@ Stage functions take the ``snakemake`` object Snakemake hands the script (``job.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import sys
@@ -81,9 +82,11 @@ def trim_heap() -> bool:
     return libc is not None and bool(libc.malloc_trim(0))
 
 
+@functools.cache
 def _glibc():
     """The process's own C library when it is glibc (its own symbols: no find_library, which runs ldconfig), else
-    None."""
+    None. Looked up once per process: ``platform.libc_ver`` reads the interpreter's binary, and the neighbors and
+    intrinsic-dimension jobs trim the heap at every layer."""
     import ctypes
 
     if platform.libc_ver()[0] != "glibc":
